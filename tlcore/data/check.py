@@ -106,6 +106,10 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = False, progress: 
         except ImageDecodeError as exc:
             skipped.append(Skipped(path=str(record.path), reason=exc.reason))
             continue
+        except Exception as exc:  # noqa: BLE001 - one bad image must not end the whole check
+            reason = f"unexpected {type(exc).__name__} while reading the image: {exc}"
+            skipped.append(Skipped(path=str(record.path), reason=reason))
+            continue
         kept.append(record)
     n_listed = len(result.records) + sum(1 for s in result.skipped if _is_image_skip(s))
     return CheckReport(
@@ -119,6 +123,19 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = False, progress: 
     )
 
 
+_IMAGE_SUFFIXES = (".dcm", ".pgm", ".bmp", ".png", ".jpg", ".jpeg")
+# Reader skips for files on disk that no metadata lists as an image (so not "listed").
+_UNLISTED_REASONS = ("not listed in", "mask without")
+# Reader skips for a listed image that is absent; CBIS-DDSM names the CSV line, not the file.
+_MISSING_REASONS = ("not found", "no such file")
+
+
 def _is_image_skip(entry: Skipped) -> bool:
-    """Reader-level skips that stand for an image (missing file), not e.g. a broken outline XML."""
-    return entry.path.lower().endswith((".dcm", ".pgm", ".bmp", ".png", ".jpg", ".jpeg"))
+    """Reader-level skips that stand for a listed image (missing or unreadable file), not
+    e.g. a broken outline XML, a malformed metadata line or a file the metadata does not list."""
+    reason = entry.reason.lower()
+    if reason.startswith(_UNLISTED_REASONS):
+        return False
+    if any(word in reason for word in _MISSING_REASONS):
+        return True
+    return entry.path.lower().endswith(_IMAGE_SUFFIXES)
