@@ -1,0 +1,44 @@
+"""`report` entry point: the paper's tables and figure, built from what the tracking server holds.
+
+    tlstudy report --experiment tlstudy --out reports/tlstudy
+    mlflow run . -e report --env-manager local
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("report")
+@click.option("--experiment", default="tlstudy", show_default=True, envvar="MLFLOW_EXPERIMENT_NAME",
+              help="MLflow experiment holding the study's runs.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: reports/<experiment>).")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Write Figure 1 and ROC figures.")
+@click.option("--predictions/--no-predictions", default=True, show_default=True,
+              help="Download the plotted runs' predictions (ROC curves, DeLong tests).")
+@click.option("--log/--no-log", "log_run", default=True, show_default=True,
+              help="Log the report itself as a run (stage `report`) with every file as an artifact.")
+def main(experiment: str, out_dir: Path | None, figures: bool, predictions: bool, log_run: bool) -> None:
+    """Write table_<dataset>.csv, table_hybrid.csv, cca.csv, figures, report.md and report.html."""
+    from tracking.report import ReportError, build_report, log_report
+
+    out_dir = out_dir or Path("reports") / experiment
+    try:
+        result = build_report(experiment, out_dir, figures=figures, predictions=predictions)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_id = log_report(result) if log_run else None
+    click.echo(f"report of experiment {experiment!r}: {result.n_finetune_runs} fine-tune runs, "
+               f"{result.n_cca_runs} CCA runs")
+    for finding in result.findings:
+        click.echo(f"  - {finding}")
+    click.echo(f"written to {out_dir.resolve()} (open report.html in a browser)")
+    if run_id:
+        click.echo(f"logged as run {run_id}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,328 @@
+"""The study report against a real ``mlflow server`` filled through the real client."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric as MlMetric
+from mlflow.entities import Param as MlParam
+
+from tlcore.metrics import delong_test
+from tracking.logger import LoggerSettings
+from tracking.report import (
+    FT_COLUMNS,
+    ReportError,
+    build_report,
+    cca_table,
+    holm,
+    load_runs,
+    log_report,
+    not_applicable,
+    read_predictions,
+)
+from tracking.schema import Artifact, Metric, Param, Tag
+
+EXPERIMENT = "report-test"
+LAYERS = ("conv1", "block1", "block2", "block3", "block4")
+ROWS = [(m, i) for m in ("vgg16", "resnet50", "inception_v3", "patch_cnn")
+        for i in ("random", "imagenet", "ddsm") if not (m == "patch_cnn" and i == "imagenet")]
+
+
+def _predictions(rng: np.random.Generator, strength: float, n: int = 40) -> pd.DataFrame:
+    labels = np.array([0, 1] * (n // 2))
+    scores = 1.0 / (1.0 + np.exp(-(strength * (labels - 0.5) + rng.normal(0, 1, n))))
+    return pd.DataFrame({"image_id": [f"inbreast-{i:04d}" for i in range(n)], "label": labels, "score": scores})
+
+
+class Store:
+    """What the fixture logged, so tests can check the report against it."""
+
+    def __init__(self, url: str, tmp: Path):
+        self.url = url
+        self.tmp = tmp
+        self.client = MlflowClient(tracking_uri=url)
+        self.exp_id = self.client.create_experiment(EXPERIMENT)
+        self.clock = int(time.time() * 1000) - 10_000_000
+        self.predictions: dict[str, pd.DataFrame] = {}
+
+    def run(self, stage: str, params: dict[str, str], metrics: dict[str, float], *, start: int,
+            status: str = "FINISHED", tags: dict[str, str] | None = None,
+            predictions: pd.DataFrame | None = None) -> str:
+        run = self.client.create_run(self.exp_id, start_time=start, tags={Tag.STAGE: stage, **(tags or {})})
+        run_id = run.info.run_id
+        self.client.log_batch(
+            run_id,
+            metrics=[MlMetric(k, float(v), start, 0) for k, v in metrics.items()],
+            params=[MlParam(k, str(v)) for k, v in params.items()],
+        )
+        if predictions is not None:
+            path = self.tmp / run_id / "predictions.csv"
+            path.parent.mkdir(parents=True)
+            predictions.to_csv(path, index=False)
+            self.client.log_artifact(run_id, str(path), artifact_path=Path(Artifact.PREDICTIONS).parent.as_posix())
+            self.predictions[run_id] = predictions
+        self.client.set_terminated(run_id, status)
+        return run_id
+
+    def finetune(self, dataset, model, init, frac, seed, auc, *, start, transfer="all", status="FINISHED",
+                 tags=None, predictions=None) -> str:
+        params = {Param.DATASET: dataset, Param.MODEL: model, Param.INIT: init, Param.FT_FRACTION: frac,
+                  Param.TRANSFER: transfer, Param.SEED: seed, "optim.lr": "0.0001"}
+        metrics = {Metric.TEST_AUC: auc, Metric.TEST_AUC_CI_LOW: auc - 0.08, Metric.TEST_AUC_CI_HIGH: min(auc + 0.07, 1.0),
+                   Metric.VAL_AUC: 0.5}
+        return self.run("finetune", params, metrics, start=start, status=status, tags=tags, predictions=predictions)
+
+
+@pytest.fixture(scope="module")
+def store(mlflow_server, tmp_path_factory):
+    """The session's real MLflow server, with a small grid of runs in its own experiment."""
+    s = Store(mlflow_server.url, tmp_path_factory.mktemp("report-uploads"))
+    rng = np.random.default_rng(0)
+    strength = {"random": 0.3, "imagenet": 2.0, "ddsm": 3.0}
+    jobs: list[tuple[tuple, dict]] = []
+
+    def finetune(*args, **kwargs):
+        s.clock += 1000
+        jobs.append((args, {"start": s.clock, **kwargs}))
+
+    # INbreast: ResNet-50 on the full grid with 2 seeds (seed 0 with predictions); VGG-16 partly.
+    for init in ("random", "imagenet", "ddsm"):
+        for frac in ("0.0", "0.1", "0.2"):
+            if init == "imagenet" and frac == "0.0":
+                continue
+            for seed in ("0", "1"):
+                pred = _predictions(rng, strength[init] + float(frac) * 10) if seed == "0" else None
+                finetune("inbreast", "resnet50", init, frac, seed, float(rng.uniform(0.3, 0.95)), predictions=pred)
+    for init in ("random", "ddsm"):
+        finetune("inbreast", "vgg16", init, "0.0", "0", float(rng.uniform(0.3, 0.95)),
+                 predictions=_predictions(rng, strength[init]))
+        finetune("inbreast", "vgg16", init, "0.1", "0", float(rng.uniform(0.3, 0.95)))  # no predictions
+    # MIAS: a stale run logged *before* a newer run of the same cell and seed (the newer one counts).
+    finetune("mias", "resnet50", "ddsm", "0.1", "0", 0.11, start=s.clock - 10_000_000)
+    finetune("mias", "resnet50", "ddsm", "0.1", "0", 0.88)
+    finetune("mias", "resnet50", "random", "0.0", "0", 0.41)
+    finetune("mias", "resnet50", "ddsm", "0.0", "0", 0.86)
+    for seed, auc in (("0", 0.87), ("1", 0.90)):
+        finetune("mias", "resnet50", "ddsm", "0.1", seed, auc, transfer="hybrid")
+    # Not-applicable, failed and unfinished runs must not reach the tables.
+    finetune("mias", "resnet50", "imagenet", "0.0", "0", 0.77)
+    finetune("mias", "vgg16", "imagenet", "0.1", "0", 0.5, status="FAILED",
+             tags={"tlstudy.error": "ImageNet weights vgg16-397923af.pth not found in hub cache"})
+    finetune("mias", "vgg16", "random", "0.1", "0", 0.99, status="KILLED")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(s.finetune, *args, **kwargs) for args, kwargs in jobs]
+        futures.append(pool.submit(s.run, "pretrain", {Param.DATASET: "ddsm", Param.MODEL: "resnet50"},
+                                   {Metric.TEST_AUC: 0.8}, start=s.clock + 1000))
+        for k, (dataset, top) in enumerate((("inbreast", 0.9), ("ultrasound", 0.2))):
+            for seed in ("0", "1"):
+                metrics = {}
+                for i, layer in enumerate(LAYERS):
+                    metrics[f"cca_{layer}"] = top - 0.1 * i * (1 if dataset == "inbreast" else -0.5) + 0.01 * int(seed)
+                    metrics[f"cca_baseline_{layer}"] = 0.1 + 0.01 * i
+                    metrics[f"pwcca_{layer}"] = top - 0.05 * i
+                futures.append(pool.submit(s.run, "cca", {Param.DATASET: dataset, Param.MODEL: "resnet50",
+                                                          Param.SEED: seed}, metrics, start=s.clock + 2000 + k))
+        for future in futures:
+            future.result()
+    return s
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report-out")
+    return build_report(EXPERIMENT, out, tracking_uri=store.url)
+
+
+def _expected_cells(store: Store) -> pd.DataFrame:
+    """Recompute every cell straight from mlflow.search_runs: newest FINISHED run per seed, mean over seeds."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store.url)
+    df = mlflow.search_runs(experiment_names=[EXPERIMENT], max_results=10_000)
+    df = df[(df["tags.tlstudy.stage"] == "finetune") & (df["status"] == "FINISHED")]
+    df = df.sort_values("start_time").drop_duplicates(
+        ["params.dataset", "params.model", "params.init", "params.ft_fraction", "params.transfer", "params.seed"],
+        keep="last")
+    return df.groupby(["params.dataset", "params.model", "params.init", "params.transfer", "params.ft_fraction"])[
+        ["metrics.test_auc", "metrics.test_auc_ci_low"]].agg(["mean", "size"])
+
+
+def test_dataset_tables_match_tracked_runs(store, report):
+    expected = _expected_cells(store)
+    for dataset in ("inbreast", "mias", "ultrasound"):
+        table = pd.read_csv(report.files[f"table_{dataset}"])
+        assert list(table.columns[:5]) == ["model", "init", "no_ft", "ft_0.1", "ft_0.2"]
+        assert {"no_ft_ci_low", "ft_0.1_ci_high", "ft_0.2_n_seeds", "notes"} <= set(table.columns)
+        assert list(zip(table["model"], table["init"])) == ROWS
+        checked = 0
+        for row in table.to_dict("records"):
+            for frac, col in FT_COLUMNS.items():
+                key = (dataset, row["model"], row["init"], "all", frac)
+                if not_applicable(row["model"], row["init"], frac):
+                    assert math.isnan(row[col]), key
+                elif key in expected.index:
+                    assert row[col] == pytest.approx(expected.loc[key, ("metrics.test_auc", "mean")], abs=1e-9), key
+                    assert row[f"{col}_ci_low"] == pytest.approx(
+                        expected.loc[key, ("metrics.test_auc_ci_low", "mean")], abs=1e-9)
+                    assert row[f"{col}_n_seeds"] == expected.loc[key, ("metrics.test_auc", "size")]
+                    checked += 1
+                else:
+                    assert math.isnan(row[col]), f"{key} was never run but has a value"
+        if dataset == "inbreast":
+            assert checked == 8 + 4  # ResNet-50: 3 + 2 + 3 cells; VGG-16: random/ddsm at 0.0 and 0.1
+        if dataset == "mias":
+            assert checked == 3
+        if dataset == "ultrasound":
+            assert checked == 0
+
+
+def test_newest_run_wins_and_unfinished_runs_are_ignored(report):
+    mias = report.tables["mias"].set_index(["model", "init"])
+    assert mias.loc[("resnet50", "ddsm"), "ft_0.1"] == pytest.approx(0.88)  # not the stale 0.11
+    assert math.isnan(mias.loc[("vgg16", "random"), "ft_0.1"])  # only a KILLED run
+    assert math.isnan(mias.loc[("resnet50", "imagenet"), "no_ft"])  # run exists, cell not applicable
+    assert "not applicable" in mias.loc[("resnet50", "imagenet"), "notes"]
+
+
+def test_hybrid_table(report):
+    hyb = pd.read_csv(report.files["table_hybrid"], dtype={"ft_fraction": str})
+    assert list(hyb.columns[:5]) == ["dataset", "init", "ft_fraction", "all", "hybrid"]
+    assert len(hyb) == 3 * 3 * 2
+    assert list(hyb["dataset"].drop_duplicates()) == ["mias", "inbreast", "ultrasound"]
+    row = hyb[(hyb["dataset"] == "mias") & (hyb["init"] == "ddsm") & (hyb["ft_fraction"] == "0.1")].iloc[0]
+    assert row["hybrid"] == pytest.approx((0.87 + 0.90) / 2)
+    assert row["all"] == pytest.approx(0.88)
+    assert row["hybrid_n_seeds"] == 2
+    assert hyb["hybrid"].notna().sum() == 1
+
+
+def test_cca_table_and_figure(report):
+    cca = pd.read_csv(report.files["cca"])
+    assert list(cca.columns[:4]) == ["dataset", "layer", "similarity", "baseline"]
+    assert "pwcca" in cca.columns
+    assert list(cca["dataset"].drop_duplicates()) == ["inbreast", "ultrasound"]
+    ib = cca[cca["dataset"] == "inbreast"].set_index("layer")
+    assert list(ib.index) == list(LAYERS)
+    assert ib.loc["conv1", "similarity"] == pytest.approx(0.905)  # mean of seeds 0.90 and 0.91
+    assert ib.loc["block4", "baseline"] == pytest.approx(0.14)
+    assert (cca["n_runs"] == 2).all()
+    for key in ("figure1_cca", "roc_inbreast"):
+        assert report.files[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "roc_ultrasound" not in report.files  # nothing ran there, no artifact to plot
+
+
+def test_delong_pvalues_match_the_logged_predictions(store, report):
+    delong = pd.read_csv(report.files["delong"], dtype={"ft_fraction": str, "seed": str})
+    tested = delong[delong["p_value"].notna()]
+    # resnet50 at three fractions and vgg16 without fine-tuning have predictions for seed 0.
+    assert set(zip(tested["model"], tested["ft_fraction"])) == {
+        ("resnet50", "0.0"), ("resnet50", "0.1"), ("resnet50", "0.2"), ("vgg16", "0.0")}
+    assert tested["p_value"].between(0, 1).all() and tested["p_holm"].between(0, 1).all()
+    assert (tested["p_holm"] >= tested["p_value"] - 1e-12).all()
+    for row in tested.itertuples(index=False):
+        a, b = store.predictions[row.run_id_ddsm], store.predictions[row.run_id_random]
+        ref = delong_test(a["label"], a["score"], b["score"])
+        assert row.p_value == pytest.approx(ref.p_value, rel=1e-6)
+        assert row.auc_ddsm == pytest.approx(ref.auc_a, rel=1e-6)
+        assert row.seed == "0" and row.n_images == 40
+    # vgg16 at 0.1 has runs but no predictions: the comparison is listed with the reason.
+    untested = delong[delong["p_value"].isna()]
+    assert len(untested) and untested["note"].str.contains("predictions").all()
+    # Bounded downloads: at most one per plotted run (15 runs are candidates; 10 carry predictions).
+    assert report.n_downloads <= 15
+
+
+def test_html_is_self_contained_and_markdown_has_everything(report):
+    text = report.files["report_html"].read_text(encoding="utf-8")
+    assert "<table>" in text and text.count("data:image/png;base64,") >= 2
+    for ref in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text, flags=re.IGNORECASE):
+        assert ref.startswith("data:"), ref
+    assert "<link" not in text and "@import" not in text and "url(" not in text and "<script" not in text
+    md = report.files["report_md"].read_text(encoding="utf-8")
+    assert "![Figure 1" in md and "(figure1_cca.png)" in md
+    assert "paper" in md and "0.833" in md  # the paper's INbreast ResNet-50 DDSM no-FT value
+    assert "mean of the per-seed bootstrap 95% CI bounds" in md
+    assert any("DDSM over random" in f for f in report.findings)
+    assert "ImageNet weights vgg16-397923af.pth not found in hub cache" in md  # the failed run's reason
+    assert "FAILED" in md
+
+
+def test_missing_rows_are_listed_with_reasons(report):
+    missing = pd.read_csv(report.files["missing"], dtype=str, keep_default_na=False)
+    row = missing[(missing["table"] == "table_ultrasound") & (missing["model"] == "vgg16")
+                  & (missing["init"] == "ddsm") & (missing["ft_fraction"] == "0.1")]
+    assert row["reason"].item().startswith("not run")
+    imagenet = missing[(missing["table"] == "table_mias") & (missing["model"] == "vgg16")
+                       & (missing["init"] == "imagenet") & (missing["ft_fraction"] == "0.1")]
+    assert "1 FAILED" in imagenet["reason"].item() and "hub/checkpoints" in imagenet["reason"].item()
+    assert ((missing["init"] == "imagenet") & (missing["ft_fraction"] == "0.0")
+            & missing["reason"].str.startswith("not applicable")).sum() == 3 * 3
+    cca = missing[missing["table"] == "cca"]
+    assert list(cca["dataset"]) == ["mias"]
+    comp = report.tables["paper_comparison"]
+    row = comp[(comp["dataset"] == "mias") & (comp["model"] == "resnet50") & (comp["init"] == "ddsm")
+               & (comp["ft_fraction"] == "0.1") & (comp["transfer"] == "all")].iloc[0]
+    assert row["paper"] == pytest.approx(0.881) and row["diff"] == pytest.approx(0.88 - 0.881)
+
+
+def test_log_report_logs_files_once(store, report, tmp_path):
+    settings = LoggerSettings(work_dir=tmp_path / "wd", tag_code_version=False)
+    run_id = log_report(report, tracking_uri=store.url, settings=settings)
+    run = store.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[Tag.STAGE] == "report"
+    names = {f.path for f in store.client.list_artifacts(run_id, "report")}
+    assert {"report/report.html", "report/table_inbreast.csv", "report/figure1_cca.png", "report/delong.csv"} <= names
+    assert log_report(report, tracking_uri=store.url, settings=settings) == run_id  # unchanged -> same run
+    # The report run itself is not a fine-tune run: a second report sees the same tables.
+    again = build_report(EXPERIMENT, tmp_path / "again", tracking_uri=store.url, figures=False, predictions=False)
+    assert again.tables["inbreast"].equals(report.tables["inbreast"])
+    assert "figure1_cca" not in again.files and again.n_downloads == 0
+
+
+def test_sql_read_matches_the_api_search(store, mlflow_server):
+    api = load_runs(EXPERIMENT, store.url, method="api")
+    sql = load_runs(EXPERIMENT, mlflow_server.backend_uri, method="sql")
+    assert len(api) >= 34 and sorted(api.columns) == sorted(sql.columns)  # + the report run, if logged
+    assert "params.optim.lr" not in api.columns and "metrics.val_auc" not in api.columns  # keys the report reads
+    cols = sorted(api.columns)
+    pd.testing.assert_frame_equal(api[cols].sort_values("run_id").reset_index(drop=True),
+                                  sql[cols].sort_values("run_id").reset_index(drop=True), check_dtype=False)
+    with pytest.raises(ValueError, match="database tracking URI"):
+        load_runs(EXPERIMENT, store.url, method="sql")
+
+
+def test_unknown_experiment_is_an_error(store, tmp_path):
+    with pytest.raises(ReportError, match="no-such-experiment"):
+        build_report("no-such-experiment", tmp_path, tracking_uri=store.url)
+
+
+def test_holm_adjustment():
+    adj = holm([0.01, 0.04, math.nan, 0.03])
+    assert adj[0] == pytest.approx(0.03) and adj[3] == pytest.approx(0.06) and adj[1] == pytest.approx(0.06)
+    assert math.isnan(adj[2])
+
+
+def test_cca_metric_names_are_parsed_by_measure_and_layer():
+    frame = pd.DataFrame({
+        "status": ["FINISHED"], f"tags.{Tag.STAGE}": ["cca"], "params.dataset": ["mias"],
+        "metrics.cka_debiased_block2": [0.4], "metrics.cca_block2": [0.7], "metrics.cca_baseline_block2": [0.2],
+    })
+    table, n = cca_table(frame)
+    row = table[table["layer"] == "block2"].iloc[0]
+    assert n == 1 and row["similarity"] == 0.7 and row["baseline"] == 0.2 and row["cka_debiased"] == 0.4
+    assert math.isnan(table[table["layer"] == "conv1"].iloc[0]["similarity"])
+
+
+def test_bad_predictions_file_names_the_problem(tmp_path):
+    path = tmp_path / "predictions.csv"
+    path.write_text("image_id,score\na,0.1\n", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"run abc .*lacks columns \['label'\]"):
+        read_predictions(path, "run abc eval/predictions.csv")
