@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracking import schema
+from tracking.schema import Artifact, Metric, Param, Tag, format_fraction, run_name
+
+
+def test_format_fraction_gives_the_param_strings():
+    assert [format_fraction(f) for f in (0, 0.0, 0.1, 0.2, "0.1", 1)] == ["0.0", "0.0", "0.1", "0.2", "0.1", "1.0"]
+    assert format_fraction(0.1 + 0.2) == "0.3"  # float noise does not leak into params
+    with pytest.raises(ValueError, match="within"):
+        format_fraction(1.5)
+
+
+def test_run_name_matches_the_study_format():
+    assert run_name("finetune", "mias", "resnet50", "ddsm", 0.1, "all", 0) == "finetune mias resnet50 ddsm ft0.1 all s0"
+    assert run_name("pretrain", "ddsm", "vgg16", "imagenet", seed=2) == "pretrain ddsm vgg16 imagenet s2"
+    assert run_name("finetune", "inbreast", "inception_v3", "random", 0, "hybrid", 1) == (
+        "finetune inbreast inception_v3 random ft0.0 hybrid s1"
+    )
+    with pytest.raises(ValueError, match="unknown stage 'train'"):
+        run_name("train")
+
+
+def _constants(cls) -> list[str]:
+    return [v for k, v in vars(cls).items() if k.isupper()]
+
+
+def test_every_name_is_documented_once_and_tags_are_prefixed():
+    doc = schema.SCHEMA_DOC
+    for value in _constants(Param) + _constants(Tag) + _constants(Metric) + _constants(Artifact):
+        assert f"`{value}`" in doc, value
+    tlstudy_tags = [t for t in _constants(Tag) if t != Tag.PARENT_RUN_ID]
+    assert all(t.startswith(schema.TAG_PREFIX) for t in tlstudy_tags)
+    names = [(e.kind, e.name) for e in schema.SCHEMA]
+    assert len(names) == len(set(names))
+    assert doc.splitlines()[0] == "| kind | name | meaning | example |"
+
+
+def test_module_prints_the_markdown_table():
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "tracking.schema"], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout == schema.SCHEMA_DOC
+    assert "| param | `ft_fraction` |" in out.stdout

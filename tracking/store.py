@@ -1,0 +1,178 @@
+"""Where runs go: tracking URI resolution, safe SQLite initialisation, experiments.
+
+``MLFLOW_TRACKING_URI`` wins when set (an HTTP server or PostgreSQL); otherwise the
+embedded default is ``sqlite:///<cwd>/mlflow.db`` with artifacts in ``<cwd>/mlartifacts``.
+Many child processes may start on a fresh SQLite file at once; the schema is created
+once under a file lock before anyone else touches it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote, urlparse
+
+from tracking.schema import DEFAULT_EXPERIMENT
+
+# Bounded HTTP retries inside the MLflow client. The logger adds its own retry with
+# backoff and a local journal, so the client must fail in seconds, not minutes
+# (MLflow's own default retries with backoff factor 2 take several minutes on a dead
+# server). Only applied when the user has not set them.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+_initialised: set[str] = set()
+_init_guard = threading.Lock()
+
+
+class TrackingConfigError(RuntimeError):
+    """The tracking store is misconfigured (bad URI, unwritable SQLite location)."""
+
+
+def configure_http_defaults() -> None:
+    """Set MLflow's HTTP retry/timeout env vars to bounded values unless already set."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def default_tracking_uri(cwd: str | Path | None = None) -> str:
+    """The embedded default: ``sqlite:///<cwd>/mlflow.db`` (absolute path)."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else :func:`default_tracking_uri`."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return env or default_tracking_uri(cwd)
+
+
+def is_http_uri(uri: str) -> bool:
+    """True for ``http://`` / ``https://`` tracking URIs."""
+    return uri.startswith(("http://", "https://"))
+
+
+def is_sqlite_uri(uri: str) -> bool:
+    """True for ``sqlite:`` SQLAlchemy URIs."""
+    return uri.startswith("sqlite:")
+
+
+def sqlite_path(uri: str) -> Path:
+    """The database file of a ``sqlite:///...`` URI (in-memory URIs are rejected)."""
+    parsed = urlparse(uri)
+    path = unquote(parsed.path)
+    if not path or path in ("/", "/:memory:") or ":memory:" in uri:
+        raise TrackingConfigError(f"tracking URI {uri!r}: an in-memory SQLite store cannot be shared")
+    # sqlite:///rel.db -> path "/rel.db" is relative; sqlite:////abs.db -> "//abs.db".
+    if uri.startswith("sqlite:////"):
+        return Path(path[1:]) if path.startswith("//") else Path(path)
+    return Path(path.lstrip("/")) if uri.startswith("sqlite:///") else Path(path)
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """Artifact root for experiments created on an embedded SQLite store (``<db dir>/mlartifacts``)."""
+    if not is_sqlite_uri(uri):
+        return None
+    return (sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``path`` (created if missing) for the block's duration."""
+    lock_path = Path(path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_store(uri: str) -> None:
+    """Create the SQLite schema once, under a file lock, before concurrent use.
+
+    A no-op for HTTP and other database URIs (their server / migration step owns the
+    schema) and for stores this process has already initialised.
+    """
+    if not is_sqlite_uri(uri):
+        return
+    with _init_guard:
+        if uri in _initialised:
+            return
+        db_path = sqlite_path(uri).resolve()
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingConfigError(f"cannot create the folder for tracking database {db_path}: {exc}") from exc
+        with file_lock(db_path.with_name(db_path.name + ".init.lock")):
+            from mlflow.store.model_registry.sqlalchemy_store import (
+                SqlAlchemyStore as RegistryStore,
+            )
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            try:
+                SqlAlchemyStore(uri, default_artifact_root(uri))
+                RegistryStore(uri)
+            except Exception as exc:  # surface the file and cause
+                raise TrackingConfigError(f"cannot initialise tracking database {db_path}: {exc}") from exc
+        _initialised.add(uri)
+
+
+def get_client(uri: str | None = None):
+    """An ``MlflowClient`` on the resolved URI (tracking and registry), store initialised."""
+    from mlflow import MlflowClient
+
+    resolved = resolve_tracking_uri(uri)
+    configure_http_defaults()
+    ensure_store(resolved)
+    return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+
+
+def get_or_create_experiment(client, name: str = DEFAULT_EXPERIMENT) -> str:
+    """Experiment id for ``name``, creating it if needed (safe when several processes race)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage != "active":
+            raise TrackingConfigError(
+                f"experiment {name!r} is deleted on {client.tracking_uri}; restore it "
+                f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or pick another name"
+            )
+        return experiment.experiment_id
+    uri = client.tracking_uri
+    artifact_location = default_artifact_root(uri)
+    lock_ctx = (
+        file_lock(sqlite_path(uri).resolve().with_name(sqlite_path(uri).name + ".init.lock"))
+        if is_sqlite_uri(uri)
+        else _null_context()
+    )
+    with lock_ctx:
+        if is_sqlite_uri(uri):  # another local process may have created it meanwhile
+            experiment = client.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
+                raise
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:  # pragma: no cover - defensive
+        raise TrackingConfigError(f"experiment {name!r} could not be created on {uri}")
+    return experiment.experiment_id
+
+
+@contextmanager
+def _null_context() -> Iterator[None]:
+    yield
