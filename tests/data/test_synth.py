@@ -69,7 +69,7 @@ def test_tiny_expected_counts_and_note(tiny):
     exp = summary.expected
     assert {k: exp[k]["n_images"] for k in DATASETS} == {
         "ddsm": 40,
-        "inbreast": 24,
+        "inbreast": 40,
         "mias": 24,
         "ultrasound": 24,
     }
@@ -97,7 +97,7 @@ def test_tiny_expected_counts_and_note(tiny):
         if not re.search(r"_\d+$", p.parts[-4])
     ]
     assert len(full) == 40
-    assert len(list((out / "inbreast" / "AllDICOMs").glob("*.dcm"))) == 24
+    assert len(list((out / "inbreast" / "AllDICOMs").glob("*.dcm"))) == 40
     assert len(list((out / "mias").glob("mdb*.pgm"))) == 24
     assert len(list((out / "ultrasound").glob("*/us*.bmp"))) == 24
 
@@ -304,7 +304,7 @@ def test_inbreast_csv_dicom_and_xml(tiny):
     )
     assert lines[-1] == "" and b"\n" not in raw.replace(b"\r\n", b"")
     rows = [line.split(";") for line in lines[1:-1]]
-    assert len(rows) == 24
+    assert len(rows) == 40
     assert all(r[0] == "removed" and r[1] == "removed" for r in rows)
     assert all(re.fullmatch(r"20(0[89]|10)(0[1-9]|1[0-2])", r[4]) for r in rows)
     assert [r[3] for r in rows].count("FB") == 1

@@ -1,0 +1,252 @@
+"""`cca` entry point: per-layer similarity of the DDSM model before vs after fine-tuning (Figure 1).
+
+    mlflow run . -e cca -P dataset=mias --env-manager local
+    tlstudy cca --dataset inbreast --dataset mias --dataset ultrasound --measures svcca,cka
+
+One MLflow run per dataset (stage ``cca``). Metrics ``cca_<layer>`` (SVCCA) and
+``cca_baseline_<layer>`` (against a random network), plus ``<measure>_<layer>`` /
+``<measure>_baseline_<layer>`` for each extra measure; artifacts ``cca/similarity.csv``,
+``cca/similarity.json`` and ``cca/figure1.png``. With several datasets the combined
+Figure 1 is also logged on the last run as ``cca/figure1_combined.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipelines._common import common_options, finished_run_for, friendly_errors, step_kwargs
+
+TARGET_DATASETS = ("inbreast", "mias", "ultrasound")
+TABLE_ARTIFACT = "cca/similarity.csv"
+JSON_ARTIFACT = "cca/similarity.json"
+FIGURE_ARTIFACT = "cca/figure1.png"
+COMBINED_FIGURE_ARTIFACT = "cca/figure1_combined.png"
+DEFAULT_COMBINED_FIGURE = "cca_figure1_combined.png"
+
+
+def _split_list(values: tuple[str, ...] | str) -> list[str]:
+    """``("a,b", "c")`` -> ``["a", "b", "c"]`` (order kept, duplicates and blanks dropped)."""
+    items = [values] if isinstance(values, str) else list(values)
+    out = [part.strip() for item in items for part in str(item).split(",")]
+    return list(dict.fromkeys(p for p in out if p))
+
+
+def _datasets(values: tuple[str, ...]) -> list[str]:
+    names = _split_list(values) or ["mias"]
+    bad = [n for n in names if n not in TARGET_DATASETS]
+    if bad:
+        raise click.BadParameter(f"unknown dataset(s) {bad}; valid: {', '.join(TARGET_DATASETS)}",
+                                 param_hint="--dataset")
+    return names
+
+
+def _figure_title(model: str, datasets: list[str]) -> str:
+    which = ", ".join(datasets)
+    return f"{model} per-layer SVCCA: DDSM model vs fine-tuned on {which} (dashed: random net)"
+
+
+def _plot(table: Any, path: Path, model: str) -> Path:
+    from tracking.figures import plot_cca
+
+    datasets = list(dict.fromkeys(table["dataset"])) if len(table) else []
+    return plot_cca(table, path, title=_figure_title(model, datasets))
+
+
+def _json_records(table: Any) -> list[dict[str, Any]]:
+    records = []
+    for row in table.to_dict("records"):
+        clean = {}
+        for key, value in row.items():
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            clean[key] = value
+        records.append(clean)
+    return records
+
+
+def _figure_rows_of_finished_run(run_id: str, dataset: str, tmp: Path) -> Any | None:
+    """Figure-1 rows (dataset, layer, similarity, baseline) from a finished run's table, or None."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from tracking.store import get_client
+
+    try:
+        local = get_client().download_artifacts(run_id, TABLE_ARTIFACT, str(tmp / run_id))
+    except (MlflowException, OSError) as exc:
+        click.echo(f"warning: cannot read {TABLE_ARTIFACT} of run {run_id} ({dataset}): {exc}", err=True)
+        return None
+    table = pd.read_csv(local)
+    sv = table[table["measure"] == "svcca"]
+    return pd.DataFrame({"dataset": dataset, "layer": sv["layer"].to_numpy(),
+                         "similarity": sv["value"].to_numpy(dtype=float),
+                         "baseline": sv["baseline"].to_numpy(dtype=float)})
+
+
+def _summary(name: str, result: Any, run_id: str | None) -> str:
+    table = result.table
+    sv = table[table["measure"] == "svcca"]
+    parts = [f"{r.layer} {r.value:.3f} (random {r.baseline:.3f})" for r in sv.itertuples(index=False)]
+    return f"{name}: SVCCA {'; '.join(parts)} run {run_id}"
+
+
+def record_cca(run: Any, result: Any, *, model: str, tmp: Path) -> None:
+    """Log a :class:`tlcore.analysis.CcaResult` to an open RunLogger."""
+    import pandas as pd
+
+    from tracking.schema import Artifact, Tag
+
+    run.set_tags({Tag.SPLIT_HASH: result.split_hash, Tag.DATASET_FINGERPRINT: result.dataset_fingerprint})
+    metrics: dict[str, float] = dict(result.metrics())
+    metrics.update({
+        "n_test_images": result.n_test_images,
+        "n_finetune_train": result.n_finetune_train,
+        "n_finetune_val": result.n_finetune_val,
+        "n_skipped_images": len(result.skipped),
+        "best_epoch": result.fit.best_epoch,
+    })
+    if result.fit.best_val_auc is not None:
+        metrics["best_val_auc"] = result.fit.best_val_auc
+    run.log_metrics(metrics)
+    run.log_dataframe(result.table, TABLE_ARTIFACT)
+    cfg = result.config
+    run.log_dict({
+        "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "measures": list(cfg.measures),
+        "keep": cfg.keep, "mode": cfg.mode, "max_positions": cfg.max_positions, "ft_fraction": cfg.ft_fraction,
+        "input_size": list(cfg.input_size()), "split_hash": result.split_hash,
+        "n_test_images": result.n_test_images, "baseline": "random network of the same architecture (seeded)",
+        "metric_names": {m: ("cca" if m == "svcca" else m) for m in cfg.measures},
+        "rows": _json_records(result.table),
+    }, JSON_ARTIFACT)
+    run.log_dataframe(pd.DataFrame(result.manifest), Artifact.SPLIT_MANIFEST)
+    if result.skipped:
+        run.log_dataframe(pd.DataFrame([s.as_dict() for s in result.skipped]), "data/skipped.csv")
+    figure = _plot(result.figure_table(), tmp / f"figure1-{cfg.dataset}.png", model)
+    run.log_file(figure, FIGURE_ARTIFACT)
+
+
+@click.command("cca")
+@click.option("--dataset", "datasets", multiple=True, default=("mias",), show_default=True,
+              help="Target dataset (inbreast | mias | ultrasound); repeat or comma-separate for several "
+                   "(one run each, plus a combined figure).")
+@click.option("--measures", default="svcca", show_default=True,
+              help="Comma-separated similarity measures: svcca (always computed), pwcca, cka, cka_debiased.")
+@click.option("--keep", type=float, default=0.99, show_default=True,
+              help="SVCCA: share of the variance the kept singular directions explain.")
+@click.option("--mode", type=click.Choice(["positions", "pool"]), default="positions", show_default=True,
+              help="positions: every conv position is a datapoint (subsampled); pool: average over space.")
+@click.option("--max-positions", type=float, default=10_000, show_default=True,
+              help="Datapoints kept per layer in positions mode (0 = all: memory grows with the data).")
+@click.option("--ddsm-model-uri", default="", help="DDSM checkpoint: models:/name@alias, models:/name/N or "
+              "runs:/<id> (default: models:/ddsm-<model>@champion).")
+@click.option("--combined-figure", default="", help="Also save the combined Figure 1 PNG to this path "
+              "(when no run of this call could take it, e.g. all were done, it goes to "
+              "./cca_figure1_combined.png by default).")
+@common_options
+@friendly_errors
+def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined_figure, model, seed, image_size,
+         epochs, lr, batch_size, data_root, num_workers, device, experiment, parent_run_id, log_model,
+         progress) -> None:
+    """Similarity of the DDSM-pretrained model before and after fine-tuning on 20 % of each dataset.
+
+    Per layer (conv1, block1..block4): SVCCA (and the other --measures) between the
+    DDSM model and the same model fine-tuned on the 20 % pool, over the 80 % test images,
+    with a random network as the baseline. --log-model is accepted for uniformity with
+    the other entry points; this analysis logs no model.
+    """
+    import pandas as pd
+
+    from tlcore.analysis import CcaConfig, run_cca
+    from tlcore.data.cache import dataset_fingerprint
+    from tlcore.data.splits import SplitConfig, make_target_split
+    from tlcore.experiment import read_records
+    from tracking.logger import RunLogger
+    from tracking.registry import resolve_ddsm_model
+    from tracking.schema import STAGE_CCA, Artifact, Tag, run_name
+    from tracking.serialize import flatten_params, to_jsonable
+
+    names = _datasets(datasets)
+    common = step_kwargs(model, seed, image_size, epochs, lr, batch_size, data_root, num_workers, device)
+    configs = {
+        d: CcaConfig(dataset=d, measures=tuple(_split_list(measures)), keep=float(keep), mode=mode,
+                     max_positions=int(max_positions) or None, **common)
+        for d in names
+    }
+    records = {d: read_records(d, cfg.data_root).records for d, cfg in configs.items()}
+    fingerprints = {d: dataset_fingerprint(records[d]) for d in names}
+    done = {d: finished_run_for(cfg, experiment, fingerprints[d]) for d, cfg in configs.items()}
+    todo = [d for d in names if done[d] is None]
+    for d in names:
+        if done[d] is not None:
+            click.echo(f"already finished: {done[d].info.run_id} ({done[d].info.run_name})")
+
+    # Prerequisites first, so that a missing DDSM model or an unsplittable dataset fails before any
+    # run is opened (and before hours are spent on the datasets listed before it).
+    for d in todo:
+        try:
+            make_target_split(records[d], SplitConfig(seed=configs[d].seed)).finetune(configs[d].ft_fraction)
+        except ValueError as exc:
+            raise click.ClickException(f"{d}: cannot split for the analysis: {exc}") from exc
+    resolved = resolve_ddsm_model(model, uri=ddsm_model_uri or None) if todo else None
+    several = len(names) > 1
+    figure_rows: dict[str, Any] = {}
+    combined_logged = False
+    with tempfile.TemporaryDirectory(prefix="tlstudy-cca-") as tmp_name:
+        tmp = Path(tmp_name)
+        if several:
+            for d in names:
+                if done[d] is not None:
+                    rows = _figure_rows_of_finished_run(done[d].info.run_id, d, tmp)
+                    if rows is not None:
+                        figure_rows[d] = rows
+
+        def combined() -> pd.DataFrame:
+            return pd.concat([figure_rows[d] for d in names if d in figure_rows], ignore_index=True)
+
+        for d in todo:
+            config = configs[d]
+            name = run_name(STAGE_CCA, d, model, "ddsm", None, None, config.seed)
+            tags = {Tag.DATASET_FINGERPRINT: fingerprints[d], **resolved.as_tags()}
+            with RunLogger(name, config.config_hash(), stage=STAGE_CCA, experiment=experiment, tags=tags,
+                           parent_run_id=parent_run_id or None) as run:
+                if run.completed:
+                    click.echo(f"completed from the local journal: {run.run_id}")
+                    if several:
+                        rows = _figure_rows_of_finished_run(run.run_id, d, tmp)
+                        if rows is not None:
+                            figure_rows[d] = rows
+                    continue
+                params = flatten_params(config)
+                params["ddsm_model_version"] = resolved.version or resolved.source_run_id
+                run.log_params(params)
+                run.log_dict(to_jsonable(config), Artifact.CONFIG)
+                result = run_cca(config, resolved.state_dict_path, checkpoint_dir=run.checkpoint_dir,
+                                 on_epoch_end=run.on_epoch_end, progress=progress)
+                record_cca(run, result, model=model, tmp=tmp)
+                figure_rows[d] = result.figure_table()
+                if several and d == todo[-1]:
+                    path = _plot(combined(), tmp / "figure1_combined.png", model)
+                    run.log_file(path, COMBINED_FIGURE_ARTIFACT)
+                    combined_logged = True
+                    click.echo(f"combined Figure 1: run {run.run_id} artifact {COMBINED_FIGURE_ARTIFACT}")
+            click.echo(_summary(name, result, run.run_id))
+            noted = list(dict.fromkeys(result.table.loc[result.table["note"] != "", "layer"]))
+            if noted:
+                click.echo(f"  note on {', '.join(noted)}: SVCCA capped to the datapoints available or a measure "
+                           f"undefined; see the 'note' column of {TABLE_ARTIFACT}")
+
+        target = combined_figure or (DEFAULT_COMBINED_FIGURE if several and not combined_logged else "")
+        if target and figure_rows:
+            path = _plot(combined(), Path(target), model)
+            click.echo(f"combined Figure 1 written to {path.resolve()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
