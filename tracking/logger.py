@@ -622,6 +622,12 @@ class RunLogger:
                     log.warning("could not mark run %s %s: %s", self.run_id, status, _short(exc))
         finally:
             self.journal.close()
+        if status == "KILLED":
+            # An interruption, not a failure: keep the journal and its training checkpoint so
+            # that rerunning the same command re-attaches and resumes where training stopped.
+            log.warning("run %s interrupted; rerun the same command to resume it (journal %s)",
+                        self.run_id, self.journal.root)
+            return
         # The next attempt starts a fresh run rather than mixing in metrics of a failed one.
         aside = self.journal.root.with_name(f"{self.journal.root.name}.{status.lower()}-{int(time.time())}")
         try:

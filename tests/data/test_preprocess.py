@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dicom_factory import write_dicom
+from tests.data.dicom_factory import write_dicom
 from PIL import Image
 
 from tlcore.data.imageio import read_image
