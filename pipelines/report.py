@@ -14,18 +14,17 @@ import click
 @click.command("report")
 @click.option("--experiment", default="tlstudy", show_default=True, envvar="MLFLOW_EXPERIMENT_NAME",
               help="MLflow experiment holding the study's runs.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: reports/<experiment>).")
+@click.option("--out", "out_dir", default="", help="Output folder (default: reports/<experiment>).")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write Figure 1 and ROC figures.")
 @click.option("--predictions/--no-predictions", default=True, show_default=True,
               help="Download the plotted runs' predictions (ROC curves, DeLong tests).")
 @click.option("--log/--no-log", "log_run", default=True, show_default=True,
               help="Log the report itself as a run (stage `report`) with every file as an artifact.")
-def main(experiment: str, out_dir: Path | None, figures: bool, predictions: bool, log_run: bool) -> None:
+def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_run: bool) -> None:
     """Write table_<dataset>.csv, table_hybrid.csv, cca.csv, figures, report.md and report.html."""
     from tracking.report import ReportError, build_report, log_report
 
-    out_dir = out_dir or Path("reports") / experiment
+    out_dir = Path(out_dir) if out_dir else Path("reports") / experiment
     try:
         result = build_report(experiment, out_dir, figures=figures, predictions=predictions)
     except ReportError as exc:
