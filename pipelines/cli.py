@@ -15,7 +15,6 @@ import click
 COMMANDS: dict[str, str] = {
     "synth": "pipelines.data_cmds:synth",
     "data": "pipelines.data_cmds:data_group",
-    "demo": "pipelines.demo:demo",
     "server": "pipelines.server:main",
     "pretrain": "pipelines.pretrain:main",
     "finetune": "pipelines.finetune:main",
