@@ -7,7 +7,10 @@ Reuse never unpickles the MLflow model: the pre-training run logs a tensors-only
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,14 +186,23 @@ def resolve_ddsm_model(
     else:
         cache = Path(".tlstudy") / "models" / (name or "runs") / (resolved_version or run_id)
     cache.mkdir(parents=True, exist_ok=True)
-    try:
-        local = client.download_artifacts(run_id, Artifact.STATE_DICT, str(cache))
-    except (MlflowException, OSError) as exc:
-        raise RegistryError(
-            f"run {run_id} ({name or uri} version {resolved_version}) has no tensors file "
-            f"{Artifact.STATE_DICT!r} to load: {exc}"
-        ) from exc
-    return ResolvedModel(name=name, version=resolved_version, source_run_id=run_id, state_dict_path=Path(local))
+    final = cache / Artifact.STATE_DICT
+    if not final.is_file():  # a run's artifacts never change: a completed download is reused
+        # Download into a private folder, then rename: concurrent fine-tunes resolving the
+        # same version must never read a half-written file.
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+        try:
+            local = client.download_artifacts(run_id, Artifact.STATE_DICT, str(staging))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, final)
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(
+                f"run {run_id} ({name or uri} version {resolved_version}) has no tensors file "
+                f"{Artifact.STATE_DICT!r} to load: {exc}"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return ResolvedModel(name=name, version=resolved_version, source_run_id=run_id, state_dict_path=final)
 
 
 def _get_version(client, name: str, version: str | None, alias: str | None):
