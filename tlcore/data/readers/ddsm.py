@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pydicom
 
+from tlcore.data.readers._text import read_metadata_text
 from tlcore.data.records import (
     DatasetError,
     Finding,
@@ -205,17 +206,6 @@ def _walk(root: Path) -> tuple[dict[str, list[Path]], _DicomIndex]:
                 csvs.setdefault(lower, []).append(Path(entry.path))
         stack.extend(reversed(subdirs))
     return csvs, index
-
-
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read metadata file ({exc})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 def _header_role(path: Path, cache: dict[Path, str | None]) -> str | None:
@@ -470,7 +460,7 @@ class DdsmReader:
             shown = str(path.relative_to(root))
         except ValueError:
             shown = str(path)
-        text = _decode(path)
+        text = read_metadata_text(path)
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             raw_header = next(reader)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import xlrd
 
+from tlcore.data.readers._text import read_metadata_text
 from tlcore.data.records import (
     DatasetError,
     Finding,
@@ -106,17 +107,6 @@ class _MetaRow:
     values: dict[str, str]  # header key -> stripped text
 
 
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read metadata file ({exc})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 def _check_header(path: Path, header: list[str]) -> None:
     missing = [name for name in ("File Name", "Bi-Rads") if _key(name) not in header]
     if missing:
@@ -126,7 +116,7 @@ def _check_header(path: Path, header: list[str]) -> None:
 
 
 def _read_csv(path: Path, shown: str) -> list[_MetaRow]:
-    text = _decode(path)
+    text = read_metadata_text(path)
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first_line or "," not in first_line else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
