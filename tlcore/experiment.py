@@ -57,6 +57,9 @@ class StepConfig:
     device: str = "auto"
     data_root: str = field(default_factory=lambda: str(default_data_root()))
     cache_dir: str | None = None
+    # Training checkpoints are written at most this often (seconds of training a crash may
+    # lose); short runs skip checkpoints that would cost more than the epochs they protect.
+    checkpoint_interval_s: float = 60.0
 
     def input_size(self) -> tuple[int, int]:
         """(H, W) fed to the model: ``image_size`` squared, or the model spec's default."""
@@ -86,7 +89,7 @@ class StepConfig:
         return dataclasses.asdict(self)
 
     # Settings that change where things are read from or how fast, not what is computed.
-    HASH_EXCLUDES = ("data_root", "cache_dir", "num_workers")
+    HASH_EXCLUDES = ("data_root", "cache_dir", "num_workers", "checkpoint_interval_s")
 
     def config_hash(self) -> str:
         """Short hash of the settings that determine the result: identifies 'the same
@@ -240,6 +243,7 @@ def run_finetune(
             resume=checkpoint_dir is not None,
             progress=progress,
             on_epoch_end=on_epoch_end,
+            checkpoint_interval_s=config.checkpoint_interval_s,
         )
     test_ds = data.subset(split.test)
     evaluation, predictions = evaluate(model, test_ds, seed=config.seed, batch_size=max(config.batch_size, 32))
@@ -290,7 +294,7 @@ def run_pretrain(
         fit_result = fit(
             model, train_ds, val_ds, config.train_config(data.modality),
             checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None,
-            progress=progress, on_epoch_end=on_epoch_end,
+            progress=progress, on_epoch_end=on_epoch_end, checkpoint_interval_s=config.checkpoint_interval_s,
         )
     evaluation, predictions = evaluate(model, data.subset(split.test), seed=config.seed,
                                        batch_size=max(config.batch_size, 32))
@@ -354,6 +358,7 @@ def _pretrain_patch_cnn(config, split, train_ds, val_ds, modality, *, imagenet_w
         patch_model, patch_train, patch_val if len(patch_val) else None, base,
         checkpoint_dir=None if ckpt is None else ckpt / "patch", resume=ckpt is not None,
         progress=progress, on_epoch_end=_prefixed(on_epoch_end, "patch", 0),
+        checkpoint_interval_s=config.checkpoint_interval_s,
     )
     model = whole_image_from_patch(patch_model)
     top_cfg, all_cfg = two_phase_configs(base, top_epochs=max(1, config.epochs // 2),
@@ -371,7 +376,7 @@ def _pretrain_patch_cnn(config, split, train_ds, val_ds, modality, *, imagenet_w
     top_fit, all_fit = train_whole_image(
         model, train_ds, val_ds, top_cfg, all_cfg,
         checkpoint_dir=None if ckpt is None else ckpt / "whole", resume=ckpt is not None,
-        progress=progress, on_epoch_end=phase_callback,
+        progress=progress, on_epoch_end=phase_callback, checkpoint_interval_s=config.checkpoint_interval_s,
     )
     return model, all_fit, {"patch": stage1, "top": top_fit}
 

@@ -120,6 +120,19 @@ def test_checkpoint_is_weights_only_and_finished_run_is_not_repeated(tmp_path, b
     assert again.resumed_from == 2 and len(again.history) == 2
 
 
+def test_checkpoint_interval_skips_cheap_epochs_but_not_the_end_of_a_slice(tmp_path, blob_data):
+    train, val = blob_data
+    fit(TinyNet(), train, val, _config(epochs=2), checkpoint_dir=tmp_path / "a", progress=False,
+        checkpoint_interval_s=3600)
+    assert not (tmp_path / "a" / "last.pt").exists()  # two quick epochs: nothing worth an hour's loss
+    part = fit(TinyNet(), train, val, _config(epochs=3), checkpoint_dir=tmp_path / "b", progress=False,
+               checkpoint_interval_s=3600, stop_after_epoch=2)
+    assert not part.finished and load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    rest = fit(TinyNet(), train, val, _config(epochs=3), checkpoint_dir=tmp_path / "b", progress=False,
+               checkpoint_interval_s=3600)
+    assert rest.resumed_from == 2 and rest.finished and len(rest.history) == 3
+
+
 def test_resume_with_changed_config_is_refused(tmp_path, blob_data):
     train, val = blob_data
     fit(TinyNet(), train, val, _config(epochs=1), checkpoint_dir=tmp_path, progress=False)
@@ -143,6 +156,38 @@ def test_early_stopping_restores_best_weights(blob_data):
     final = _weights(model)
     assert all(torch.equal(final[k], snapshots[result.best_epoch][k]) for k in final)
     assert not all(torch.equal(final[k], snapshots[len(result.history)][k]) for k in final)
+
+
+def test_best_weights_are_stored_once_and_survive_resume_epoch_by_epoch(tmp_path, blob_data):
+    train, val = blob_data
+    # At this rate validation AUC peaks at epoch 2, then stalls until early stopping.
+    cfg = _config(epochs=12, lr=0.05, optimizer="sgd", schedule="constant", early_stopping_patience=2,
+                  grad_clip_norm=None, augment=AugmentConfig.off())
+    torch.manual_seed(0)
+    ref_model = TinyNet()
+    ref = fit(ref_model, train, val, cfg, progress=False)
+    assert ref.stopped_early and 1 < ref.best_epoch < len(ref.history)
+
+    kinds = set()
+    for stop in range(1, len(ref.history) + 1):  # one fresh process per epoch, resuming each time
+        # the first call starts like the reference; later ones start from other weights and
+        # another global RNG state, as a new process would, and must resume from the checkpoint
+        torch.manual_seed(0 if stop == 1 else 100 + stop)
+        model = TinyNet()
+        res = fit(model, train, val, cfg, checkpoint_dir=tmp_path, progress=False, stop_after_epoch=stop)
+        saved = load_checkpoint(tmp_path / "last.pt")
+        if saved["best_epoch"] == saved["epoch"]:
+            # the best weights are the model's own: the checkpoint holds them once
+            assert saved["best_state"] is None and saved["best_is_current"]
+            kinds.add("current")
+        else:
+            assert saved["best_state"] is not None and not saved["best_is_current"]
+            kinds.add("earlier")
+    assert kinds == {"current", "earlier"}
+    assert res.best_epoch == ref.best_epoch and res.stopped_early
+    assert [r.val_auc for r in res.history] == [r.val_auc for r in ref.history]
+    ref_w, w = _weights(ref_model), _weights(model)
+    assert all(torch.equal(ref_w[k], w[k]) for k in ref_w)
 
 
 def test_single_class_validation_monitors_loss(blob_data):

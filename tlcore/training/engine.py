@@ -432,6 +432,11 @@ def _infer(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype
 # --------------------------------------------------------------------------------------------
 
 
+def _state_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's state dict on the CPU for ``torch.save``: no copy when it already lives there."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
 @dataclass
 class _State:
     """Mutable loop state that goes into every checkpoint."""
@@ -439,6 +444,10 @@ class _State:
     epoch: int = 0
     history: list[EpochRecord] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    # True while the model's own weights are the best ones (the best epoch is the last one
+    # trained): the copy into ``best_state`` is then deferred until training changes them,
+    # so a run whose last epoch is its best never copies or checkpoints the weights twice.
+    best_is_current: bool = False
     best_epoch: int = 0
     best_score: float | None = None
     bad_epochs: int = 0
@@ -470,6 +479,7 @@ def fit(
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
     objective: Objective | None = None,
     stop_after_epoch: int | None = None,
+    checkpoint_interval_s: float = 0.0,
 ) -> FitResult:
     """Train ``model`` on ``train_ds``, validating on ``val_ds`` after every epoch.
 
@@ -480,6 +490,10 @@ def fit(
     continued so that the result equals an uninterrupted run (changing ``config.epochs``
     extends or shortens the schedule instead). ``stop_after_epoch`` ends this call once that
     many epochs are done (for time-sliced jobs; ``FitResult.finished`` is then False).
+    ``checkpoint_interval_s`` > 0 writes the checkpoint only after epochs that end at least
+    that many seconds after the previous one (or the call's start), bounding the work a crash
+    loses while sparing short runs a checkpoint that costs more than the epoch (VGG-16 with
+    its optimiser state is 1.6 GB); the epoch a ``stop_after_epoch`` call ends on is always saved.
     The model is left on the training device holding the best-validation weights.
     """
     objective = objective or BinaryObjective()
@@ -545,6 +559,7 @@ def fit(
             epoch=int(saved["epoch"]),
             history=[EpochRecord(**r) for r in saved["history"]],
             best_state=saved["best_state"],
+            best_is_current=bool(saved.get("best_is_current", False)),
             best_epoch=int(saved["best_epoch"]),
             best_score=saved["best_score"],
             bad_epochs=int(saved["bad_epochs"]),
@@ -570,10 +585,14 @@ def fit(
         )
 
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+    last_saved = time.perf_counter()
     with _determinism(config.deterministic, device):
         while state.epoch < last_epoch and not state.stopped_early:
             epoch = state.epoch + 1
             started = time.perf_counter()
+            if state.best_is_current:  # this epoch changes the weights: keep the best ones first
+                state.best_state = cpu_state_dict(model)
+                state.best_is_current = False
             lr_now = optimizer.param_groups[0]["lr"]
             loader_gen.manual_seed(_derive_seed(config.seed, "loader", epoch))
             if augmenter is not None:
@@ -645,30 +664,35 @@ def fit(
                     or score > state.best_score + config.early_stopping_min_delta):
                 state.best_score = score
                 state.best_epoch = epoch
-                state.best_state = cpu_state_dict(model)
+                state.best_state = None
+                state.best_is_current = True
                 state.bad_epochs = 0
             else:
                 state.bad_epochs += 1
                 if config.early_stopping_patience and state.bad_epochs >= config.early_stopping_patience:
                     state.stopped_early = True
 
-            if ckpt_path is not None:
+            slice_ends = stop_after_epoch is not None and (state.epoch >= last_epoch or state.stopped_early)
+            checkpoint_due = slice_ends or time.perf_counter() - last_saved >= checkpoint_interval_s
+            if ckpt_path is not None and checkpoint_due:
                 save_checkpoint(ckpt_path, {
                     "format_version": FORMAT_VERSION,
                     "objective": objective.name,
                     "config": config.to_dict(),
                     "epoch": state.epoch,
-                    "model": cpu_state_dict(model),
+                    "model": _state_for_saving(model),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": capture_rng_state(),
                     "history": [r.as_dict() for r in state.history],
                     "best_state": state.best_state,
+                    "best_is_current": state.best_is_current,
                     "best_epoch": state.best_epoch,
                     "best_score": state.best_score,
                     "bad_epochs": state.bad_epochs,
                     "stopped_early": state.stopped_early,
                 })
+                last_saved = time.perf_counter()
             if progress:
                 tqdm.write(
                     f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}"
@@ -680,7 +704,7 @@ def fit(
                 on_epoch_end(record)
 
     finished = state.epoch >= config.epochs or state.stopped_early
-    if state.best_state is not None:
+    if state.best_state is not None and not state.best_is_current:
         model.load_state_dict(state.best_state)
     return result(finished)
 

@@ -363,6 +363,7 @@ def train_whole_image(
     resume: bool = True,
     progress: bool = True,
     on_epoch_end: Callable[[str, EpochRecord], None] | None = None,
+    checkpoint_interval_s: float = 0.0,
 ) -> tuple[FitResult, FitResult]:
     """Stage 2: train the whole-image model in two phases, ``top`` then ``all``.
 
@@ -370,7 +371,8 @@ def train_whole_image(
     ``config_top``; phase ``all`` starts from its best weights and trains every layer with
     ``config_all`` (normally a lower rate). The ``trainable`` field of each config is set
     accordingly whatever it says. Checkpoints go to ``checkpoint_dir/top`` and
-    ``checkpoint_dir/all``; ``on_epoch_end(phase, record)`` is called after every epoch.
+    ``checkpoint_dir/all``; ``on_epoch_end(phase, record)`` is called after every epoch;
+    ``checkpoint_interval_s`` goes to :func:`fit`.
     """
     results = []
     for phase, cfg in (("top", config_top.replace(trainable="top")), ("all", config_all.replace(trainable="all"))):
@@ -378,6 +380,6 @@ def train_whole_image(
         results.append(fit(
             model, train_ds, val_ds, cfg,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / phase,
-            resume=resume, progress=progress, on_epoch_end=callback,
+            resume=resume, progress=progress, on_epoch_end=callback, checkpoint_interval_s=checkpoint_interval_s,
         ))
     return results[0], results[1]
