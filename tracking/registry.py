@@ -31,6 +31,7 @@ class ResolvedModel:
     version: str | None
     source_run_id: str
     state_dict_path: Path
+    requested: str = ""  # the reference asked for: models:/name@alias, models:/name/N or runs:/id
 
     def as_tags(self) -> dict[str, str]:
         """Tags a fine-tune run records about the checkpoint it started from."""
@@ -38,6 +39,7 @@ class ResolvedModel:
             Tag.DDSM_MODEL_NAME: self.name or "",
             Tag.DDSM_MODEL_VERSION: self.version or "",
             Tag.DDSM_SOURCE_RUN_ID: self.source_run_id,
+            Tag.DDSM_MODEL_URI: self.requested,
         }
 
 
@@ -202,7 +204,14 @@ def resolve_ddsm_model(
             ) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return ResolvedModel(name=name, version=resolved_version, source_run_id=run_id, state_dict_path=final)
+    if uri:
+        requested = uri
+    elif version is not None:
+        requested = f"models:/{name}/{version}"
+    else:
+        requested = f"models:/{name}@{alias}"
+    return ResolvedModel(name=name, version=resolved_version, source_run_id=run_id, state_dict_path=final,
+                         requested=requested)
 
 
 def _get_version(client, name: str, version: str | None, alias: str | None):

@@ -80,6 +80,7 @@ _REASON_TAG = re.compile(r"(error|reason|failure)", re.IGNORECASE)
 _BASE_COLUMNS = ["run_id", "status", "start_time", "artifact_uri"]
 _TABLE_PARAMS = frozenset({Param.DATASET, Param.MODEL, Param.INIT, Param.FT_FRACTION, Param.TRANSFER, Param.SEED})
 _TABLE_METRICS = frozenset({Metric.TEST_AUC, Metric.TEST_AUC_CI_LOW, Metric.TEST_AUC_CI_HIGH})
+_DDSM_TAGS = frozenset({Tag.DDSM_MODEL_NAME, Tag.DDSM_MODEL_VERSION, Tag.DDSM_SOURCE_RUN_ID, Tag.DDSM_MODEL_URI})
 _KEY = ["dataset", "model", "init", "transfer", "ft_fraction"]
 _FT_LABELS = {"0.0": "No FT", "0.1": "FT 0.1", "0.2": "FT 0.2"}
 _IMAGENET_HINT = (
@@ -184,7 +185,7 @@ def _wanted_param(key: str) -> bool:
 
 
 def _wanted_tag(key: str) -> bool:
-    return key == Tag.STAGE or bool(_REASON_TAG.search(key))
+    return key == Tag.STAGE or key in _DDSM_TAGS or bool(_REASON_TAG.search(key))
 
 
 def _wanted_metric(key: str) -> bool:
@@ -255,7 +256,8 @@ def _load_runs_sql(uri: str, experiment: str) -> pd.DataFrame:
 
             params = pairs(params_t, [params_t.c.value], params_t.c.key.in_(sorted(_TABLE_PARAMS)))
             lowered = func.lower(tags_t.c.key)
-            tags = pairs(tags_t, [tags_t.c.value], or_(tags_t.c.key == Tag.STAGE, lowered.like("%error%"),
+            tags = pairs(tags_t, [tags_t.c.value], or_(tags_t.c.key == Tag.STAGE, tags_t.c.key.in_(sorted(_DDSM_TAGS)),
+                                                       lowered.like("%error%"),
                                                        lowered.like("%reason%"), lowered.like("%failure%")))
             metric_where = or_(metrics_t.c.key.in_(sorted(_TABLE_METRICS)), metrics_t.c.key.like("%conv1"),
                                metrics_t.c.key.like("%block%"))
@@ -325,6 +327,63 @@ def finetune_runs(frame: pd.DataFrame) -> pd.DataFrame:
         if col.startswith("tags.") and _REASON_TAG.search(col):
             out[col] = sub[col]
     return out.reset_index(drop=True)
+
+
+DDSM_CHECKPOINT_COLUMNS = ["model", "requested", "registered_model", "version", "source_run_id",
+                           "source_test_auc", "finished_runs", "stages", "champion_now"]
+
+
+def ddsm_checkpoints(frame: pd.DataFrame, champions: dict[str, str] | None = None) -> pd.DataFrame:
+    """Which DDSM checkpoint the DDSM-initialised runs started from, traced through their tags.
+
+    One row per (model, requested reference, registered model, version, source run) over the
+    FINISHED fine-tune and CCA runs: how many runs used it and in which stages, the test AUC
+    of the pre-training run that produced it (when that run is in this experiment), and
+    ``champion_now``, the version the ``champion`` alias points to now (``champions`` maps
+    registered model -> version; looked up by the caller, NA when unknown).
+    """
+    stage = _col(frame, f"tags.{Tag.STAGE}")
+    used = frame[(frame["status"] == "FINISHED") & stage.isin([STAGE_FINETUNE, STAGE_CCA])
+                 & _col(frame, f"tags.{Tag.DDSM_SOURCE_RUN_ID}").notna()]
+    if used.empty:
+        return pd.DataFrame(columns=DDSM_CHECKPOINT_COLUMNS)
+    source_auc = pd.to_numeric(_col(frame, f"metrics.{Metric.TEST_AUC}"), errors="coerce")
+    auc_by_run = dict(zip(frame["run_id"], source_auc))
+    tidy = pd.DataFrame({
+        "model": _col(used, f"params.{Param.MODEL}").fillna("?"),
+        "requested": _col(used, f"tags.{Tag.DDSM_MODEL_URI}").fillna("(not recorded)"),
+        "registered_model": _col(used, f"tags.{Tag.DDSM_MODEL_NAME}").fillna(""),
+        "version": _col(used, f"tags.{Tag.DDSM_MODEL_VERSION}").fillna(""),
+        "source_run_id": _col(used, f"tags.{Tag.DDSM_SOURCE_RUN_ID}"),
+        "stage": stage[used.index],
+    })
+    keys = ["model", "requested", "registered_model", "version", "source_run_id"]
+    rows = []
+    for key, group in tidy.groupby(keys, sort=True, dropna=False):
+        row = dict(zip(keys, key))
+        row["source_test_auc"] = auc_by_run.get(row["source_run_id"], np.nan)
+        row["finished_runs"] = len(group)
+        row["stages"] = ", ".join(f"{s} {n}" for s, n in sorted(group["stage"].value_counts().items()))
+        row["champion_now"] = (champions or {}).get(row["registered_model"], "NA")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=DDSM_CHECKPOINT_COLUMNS)
+
+
+def champion_versions(tracking_uri: str, names: Iterable[str]) -> dict[str, str]:
+    """Version each registered model's ``champion`` alias points to now (one request per model)."""
+    from mlflow.exceptions import MlflowException
+
+    from tracking.schema import CHAMPION_ALIAS
+    from tracking.store import get_client
+
+    client = get_client(tracking_uri)
+    out: dict[str, str] = {}
+    for name in sorted({n for n in names if n}):
+        try:
+            out[name] = str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
+        except MlflowException:
+            out[name] = "none"
+    return out
 
 
 def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -947,7 +1006,7 @@ def build_report(
     """Build the study report of ``experiment`` into ``out_dir``.
 
     One paged search gives every table (``table_<dataset>.csv``, ``table_hybrid.csv``,
-    ``cca.csv``, ``paper_comparison.csv``, ``missing.csv``); ``predictions`` downloads the
+    ``cca.csv``, ``paper_comparison.csv``, ``missing.csv``, ``ddsm_checkpoints.csv``); ``predictions`` downloads the
     ``eval/predictions.csv`` of the plotted runs (one per run) for ``roc_<dataset>.png`` and
     ``delong.csv``; ``figures`` draws the PNGs. ``report.md`` and a self-contained
     ``report.html`` assemble it all. ``method`` picks how runs are read (see
@@ -978,6 +1037,8 @@ def build_report(
     tables["missing"] = pd.DataFrame([m.as_dict() for m in missing],
                                      columns=["table", "dataset", "model", "init", "transfer", "ft_fraction", "reason"])
     notes = _notes(frame, ft, finished, cca)
+    names = _col(frame, f"tags.{Tag.DDSM_MODEL_NAME}").dropna().unique().tolist()
+    tables["ddsm_checkpoints"] = ddsm_checkpoints(frame, champion_versions(uri, names) if names else {})
     timings["tables_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -1027,7 +1088,7 @@ def build_report(
         files[f"table_{dataset}"] = _write_csv(tables[dataset], out / f"table_{dataset}.csv")
     for name in ("hybrid",):
         files[f"table_{name}"] = _write_csv(tables[name], out / f"table_{name}.csv")
-    for name in ("cca", "delong", "paper_comparison", "missing"):
+    for name in ("cca", "delong", "paper_comparison", "missing", "ddsm_checkpoints"):
         files[name] = _write_csv(tables[name], out / f"{name}.csv")
     digest = _digest(experiment, [files[k] for k in sorted(files)])
 
@@ -1162,6 +1223,13 @@ def _document(
         b.append(_Block("h2", "ROC curves (test predictions, one seed per cell)"))
         for key in rocs:
             b.append(_Block("img", f"ROC curves: {key[4:]}", path=files[key]))
+    b.append(_Block("h2", "DDSM checkpoints used (model registry)"))
+    b.append(_Block("p", "Every DDSM-initialised run records which checkpoint it loaded: the reference it asked "
+                         "for (by default the registry alias models:/ddsm-<model>@champion), the registered "
+                         "version that resolved to, and the pre-training run behind it. champion_now is where the "
+                         "alias points today; a later, better pre-training moves it, and the runs keep their "
+                         "record."))
+    b.append(_Block("table", frame=tables["ddsm_checkpoints"]))
     b.append(_Block("h2", "Missing results"))
     not_run = [m for m in missing if m.reason.startswith("not run")]
     na = [m for m in missing if not m.reason.startswith("not run")]

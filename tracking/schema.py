@@ -51,6 +51,7 @@ class Tag:
     DDSM_MODEL_NAME: Final = "tlstudy.ddsm_model_name"
     DDSM_MODEL_VERSION: Final = "tlstudy.ddsm_model_version"
     DDSM_SOURCE_RUN_ID: Final = "tlstudy.ddsm_source_run_id"
+    DDSM_MODEL_URI: Final = "tlstudy.ddsm_model_uri"
     JOURNAL_ID: Final = "tlstudy.journal_id"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
@@ -157,6 +158,8 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("tag", Tag.DDSM_MODEL_NAME, "Registered DDSM model a fine-tune started from.", "ddsm-resnet50"),
     SchemaEntry("tag", Tag.DDSM_MODEL_VERSION, "Its version.", "3"),
     SchemaEntry("tag", Tag.DDSM_SOURCE_RUN_ID, "The pre-training run that produced it.", "4ec614b2..."),
+    SchemaEntry("tag", Tag.DDSM_MODEL_URI, "The reference the fine-tune asked for (alias, version or run).",
+                "models:/ddsm-resnet50@champion"),
     SchemaEntry("tag", Tag.JOURNAL_ID, "Local journal that created the run (used to re-attach after an outage).", "uuid"),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
@@ -166,7 +169,7 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("metric", Metric.VAL_AUC, "Validation ROC AUC after the epoch (step = epoch).", "0.88"),
     SchemaEntry("artifact", Artifact.CONFIG, "The resolved run config (JSON).", ""),
     SchemaEntry("artifact", Artifact.SPLIT_MANIFEST, "Split manifest: anonymous image_id, role (test, ft_0.1, ft_0.2_only, official) and part (train/val/test).", ""),
-    SchemaEntry("artifact", Artifact.PREDICTIONS, "Test predictions: image_id, label, score.", ""),
+    SchemaEntry("artifact", Artifact.PREDICTIONS, "Test predictions: image_id, label, score (the logit, ranked for AUC), probability.", ""),
     SchemaEntry("artifact", Artifact.ROC_PLOT, "ROC curve of the test predictions (PNG).", ""),
     SchemaEntry("artifact", Artifact.MODEL, "The checkpoint as an MLflow pytorch model (signature, input example).", ""),
     SchemaEntry("artifact", Artifact.STATE_DICT, "Tensors-only state dict, loaded with weights_only=True for reuse.", ""),

@@ -523,6 +523,27 @@ def test_quick_profile_end_to_end(env, tiny_data, tmp_path):
     assert (out / "figure1_cca.png").stat().st_size > 0 and (out / "report.html").is_file()
     assert result.report_run_id in set(search_study_runs(result.experiment, finished_only=True)["run_id"])
 
+    # Every DDSM-initialised run went through the registry alias, to the version the study's
+    # pre-training registered, and the report's checkpoint table traces exactly those runs.
+    from tracking.store import get_client
+
+    client = get_client()
+    used = finished[finished[f"tags.{Tag.DDSM_SOURCE_RUN_ID}"].notna()]
+    assert set(used[f"tags.{Tag.STAGE}"]) == {STAGE_FINETUNE, STAGE_CCA}
+    assert len(used) == (ft["params.init"] == "ddsm").sum() + (finished[f"tags.{Tag.STAGE}"] == STAGE_CCA).sum()
+    pretrain_runs = finished[finished[f"tags.{Tag.STAGE}"] == STAGE_PRETRAIN]
+    checkpoints = pd.read_csv(out / "ddsm_checkpoints.csv", dtype=str)
+    assert len(checkpoints) == len(pretrain_runs) == 4
+    for row in checkpoints.to_dict("records"):
+        champion = client.get_model_version_by_alias(f"ddsm-{row['model']}", "champion")
+        assert row["requested"] == f"models:/ddsm-{row['model']}@champion"
+        assert (row["registered_model"], row["version"], row["champion_now"]) == (
+            f"ddsm-{row['model']}", str(champion.version), str(champion.version))
+        source = pretrain_runs[pretrain_runs["params.model"] == row["model"]]
+        assert row["source_run_id"] == champion.run_id == source["run_id"].item()
+        assert float(row["source_test_auc"]) == pytest.approx(float(source["metrics.test_auc"].item()))
+        assert int(row["finished_runs"]) == (used["params.model"] == row["model"]).sum()
+
     # The planner and the real children agree on every config hash and dataset fingerprint, so a
     # rerun skips everything (compared by hash: a commit during the test would change the code version).
     tagged = dict(zip(finished[f"tags.{Tag.CONFIG_HASH}"], finished[f"tags.{Tag.DATASET_FINGERPRINT}"]))

@@ -326,3 +326,38 @@ def test_bad_predictions_file_names_the_problem(tmp_path):
     path.write_text("image_id,score\na,0.1\n", encoding="utf-8")
     with pytest.raises(ReportError, match=r"run abc .*lacks columns \['label'\]"):
         read_predictions(path, "run abc eval/predictions.csv")
+
+
+def test_ddsm_checkpoint_table_traces_each_run_to_its_registry_version():
+    from tracking.report import ddsm_checkpoints
+
+    def run(run_id, stage, status="FINISHED", model="resnet50", auc=None, **tags):
+        row = {"run_id": run_id, "status": status, f"tags.{Tag.STAGE}": stage, "params.model": model,
+               "metrics.test_auc": auc}
+        row.update({f"tags.{k}": v for k, v in tags.items()})
+        return row
+
+    v1 = {Tag.DDSM_MODEL_NAME: "ddsm-resnet50", Tag.DDSM_MODEL_VERSION: "1", Tag.DDSM_SOURCE_RUN_ID: "pre1",
+          Tag.DDSM_MODEL_URI: "models:/ddsm-resnet50@champion"}
+    v2 = {**v1, Tag.DDSM_MODEL_VERSION: "2", Tag.DDSM_SOURCE_RUN_ID: "pre2",
+          Tag.DDSM_MODEL_URI: "models:/ddsm-resnet50/2"}
+    frame = pd.DataFrame([
+        run("pre1", "pretrain", auc=0.71),
+        run("pre2", "pretrain", auc=0.74),
+        run("a", "finetune", auc=0.6, **v1),
+        run("b", "finetune", auc=0.6, **v1),
+        run("c", "cca", **v1),
+        run("d", "finetune", auc=0.6, **v2),
+        run("e", "finetune", status="FAILED", **v2),  # not counted
+        run("f", "finetune", auc=0.5),  # random init: no checkpoint
+    ])
+    table = ddsm_checkpoints(frame, {"ddsm-resnet50": "2"})
+    assert table.to_dict("records") == [
+        {"model": "resnet50", "requested": "models:/ddsm-resnet50/2", "registered_model": "ddsm-resnet50",
+         "version": "2", "source_run_id": "pre2", "source_test_auc": 0.74, "finished_runs": 1,
+         "stages": "finetune 1", "champion_now": "2"},
+        {"model": "resnet50", "requested": "models:/ddsm-resnet50@champion", "registered_model": "ddsm-resnet50",
+         "version": "1", "source_run_id": "pre1", "source_test_auc": 0.71, "finished_runs": 3,
+         "stages": "cca 1, finetune 2", "champion_now": "2"},
+    ]
+    assert ddsm_checkpoints(frame[frame["run_id"] == "f"]).empty

@@ -48,7 +48,35 @@ def test_fit_learns_blobs_and_evaluate_reports_auc(blob_data):
     assert predictions["image_id"].tolist() == test.image_ids
     scores = predict(model, test, device="cpu")
     assert scores.shape == (64,) and np.all((scores >= 0) & (scores <= 1))
-    np.testing.assert_allclose(scores, predictions["score"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(scores, predictions["probability"].to_numpy(), rtol=1e-6)
+    logits = predict(model, test, device="cpu", output="logit")
+    assert logits.dtype == np.float64
+    np.testing.assert_allclose(logits, predictions["score"].to_numpy(), rtol=1e-6)
+
+
+class _Saturated(torch.nn.Module):
+    """Logits of +-1e6 scale, like a randomly initialised Inception-v3 in eval mode."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return 1e6 + self.inner(x) * 1e3
+
+
+def test_auc_ranks_logits_so_saturated_probabilities_do_not_tie(blob_data):
+    train, val = blob_data
+    torch.manual_seed(0)
+    inner = TinyNet()
+    fit(inner, train, val, _config(epochs=4, augment=AugmentConfig.off()), progress=False)
+    test = BlobDataset(64, seed=3)
+    reference, _ = evaluate(inner, test, device="cpu")
+    saturated = _Saturated(inner)
+    assert np.all(predict(saturated, test, device="cpu") == 1.0)  # every probability ties at 1
+    evaluation, predictions = evaluate(saturated, test, device="cpu")
+    assert evaluation.auc == pytest.approx(reference.auc, abs=0.02) and evaluation.auc > 0.85
+    assert np.all(predictions["probability"] == 1.0)
 
 
 def test_epoch_records_and_callback(blob_data):

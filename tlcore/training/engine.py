@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.special
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -113,7 +114,12 @@ class Objective(Protocol):
         ...
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> probabilities (binary: (N,), K classes: (N, K))."""
+        """Logits -> ranking scores for the metric (binary: (N,), K classes: (N, K)).
+
+        Monotone in the class probabilities, so AUCs are the same, but computed from the
+        logits so that they do not tie where float probabilities saturate at 0 or 1 (a
+        randomly initialised Inception-v3 in eval mode gives logits around 1e6).
+        """
         ...
 
     def metric(self, labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -165,7 +171,7 @@ class BinaryObjective:
         return loss
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self._flat(logits).float())
+        return self._flat(logits).double()
 
     def metric(self, labels, scores):
         return _binary_auc(labels, scores)
@@ -210,7 +216,7 @@ class MulticlassObjective:
         return loss
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self._check(logits), dim=1)
+        return torch.log_softmax(self._check(logits).double(), dim=1)
 
     def metric(self, labels, scores):
         labels = np.asarray(labels).astype(int)
@@ -724,12 +730,17 @@ def predict(
     amp: str = "auto",
     channels_last: str = "auto",
     num_workers: int = 0,
+    output: str = "probability",
 ) -> np.ndarray:
     """Scores for every item of ``ds`` in dataset order.
 
-    One-logit models give sigmoid scores (N,); K-logit models softmax probabilities (N, K).
+    ``output="probability"``: one-logit models give sigmoid scores (N,), K-logit models
+    softmax probabilities (N, K). ``output="logit"``: the raw logits as float64, (N,) or
+    (N, K): the same ranking without the ties of saturated probabilities.
     The model is moved to ``device`` and evaluated in eval mode (auxiliary heads unused).
     """
+    if output not in ("probability", "logit"):
+        raise ValueError(f"predict: output must be 'probability' or 'logit', got {output!r}")
     dev = resolve_device(device)
     model.to(dev)
     use_cl = _use_channels_last(channels_last, dev)
@@ -737,6 +748,9 @@ def predict(
         model.to(memory_format=torch.channels_last)
     loader = _make_loader(ds, batch_size, shuffle=False, num_workers=num_workers, device=dev)
     logits, _ = _infer(model, loader, dev, _autocast_dtype(amp, dev), use_cl, progress=progress)
+    if output == "logit":
+        logits = logits.double()
+        return (logits if logits.ndim == 2 and logits.shape[1] > 1 else logits.reshape(-1)).numpy()
     if logits.ndim == 2 and logits.shape[1] > 1:
         return torch.softmax(logits, dim=1).numpy()
     return torch.sigmoid(logits.reshape(-1)).numpy()
@@ -757,12 +771,16 @@ def evaluate(
     """Predict on ``ds`` and score it with ``tlcore.metrics.evaluate_scores``.
 
     Returns ``(EvalResult, predictions)`` where ``predictions`` is a DataFrame with one row
-    per image: ``image_id``, ``label``, ``score`` (malignancy probability).
+    per image: ``image_id``, ``label``, ``score`` (the malignancy logit, which AUC, ROC and
+    DeLong rank: unlike the probability it does not saturate into ties) and ``probability``
+    (its sigmoid).
     """
-    scores = predict(model, ds, batch_size=batch_size, device=device, progress=progress, amp=amp,
-                     channels_last=channels_last, num_workers=num_workers)
-    if scores.ndim != 1:
-        raise ValueError(f"evaluate needs a one-logit (binary) model; it returned {scores.shape[1]} scores per image")
+    logits = predict(model, ds, batch_size=batch_size, device=device, progress=progress, amp=amp,
+                     channels_last=channels_last, num_workers=num_workers, output="logit")
+    if logits.ndim != 1:
+        raise ValueError(f"evaluate needs a one-logit (binary) model; it returned {logits.shape[1]} scores per image")
     labels = dataset_labels(ds).astype(int)
     ids = dataset_ids(ds)
-    return evaluate_scores(ids, labels, scores.astype(np.float64), seed)
+    result, table = evaluate_scores(ids, labels, logits, seed)
+    table["probability"] = scipy.special.expit(table["score"].to_numpy())
+    return result, table
