@@ -5,6 +5,7 @@ Thin wrapper: the planning, skipping, launching and reporting live in :mod:`trac
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -67,12 +68,26 @@ def main(profile: str, datasets: tuple[str, ...], models: tuple[str, ...], seeds
         out_dir=Path(out_dir) if out_dir else None, dry_run=dry_run, max_runs=max_runs,
         tracking_uri=tracking_uri or None, report=report,
     )
+    stop_on_sigterm()
     try:
         result = run_study(options, echo=click.echo)
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: the running children were stopped. Run the same command again to continue; "
+                   "finished configurations are skipped and interrupted runs resume.", err=True)
+        sys.exit(130)
     if not result.ok:
         sys.exit(1)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (`kill`, a batch scheduler's time limit) stop the study the way Ctrl-C does.
+
+    Running children are then stopped, their runs marked KILLED and resumed by the next run
+    of the same command; without this the runner would die without stopping them cleanly.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 study = main

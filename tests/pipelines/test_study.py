@@ -378,6 +378,9 @@ def test_max_runs_stops_early_and_a_rerun_finishes_without_duplicates(env, tiny_
     runs = _finished_runs("study-test")
     children = runs[~runs[f"tags.{Tag.STAGE}"].isin(["study", "report"])]
     assert len(children) == 12
+    from tracking.query import search_study_runs
+
+    assert set(search_study_runs("study-test")["status"]) == {"FINISHED"}  # interrupted runs were resumed
     hashed = children[children[f"tags.{Tag.CONFIG_HASH}"] != ""]
     assert hashed[f"tags.{Tag.CONFIG_HASH}"].is_unique
     assert (second.report_dir / "report.md").is_file()
@@ -387,9 +390,11 @@ def test_max_runs_stops_early_and_a_rerun_finishes_without_duplicates(env, tiny_
 KILL_SCRIPT = '''
 import sys
 from pathlib import Path
+from pipelines.study import stop_on_sigterm
 from tracking import study as st
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # as the CLI does
     data, fakes = Path(sys.argv[1]), sys.argv[2]
     modules = {s: "fake_" + s for s in ("pretrain", "finetune", "cca")}
     st.run_study(st.StudyOptions(profile="quick", datasets=("mias",), models=("resnet50",), data_root=data,
@@ -398,7 +403,9 @@ if __name__ == "__main__":
 '''
 
 
-def test_killed_runner_then_rerun_completes_without_duplicates(env, tiny_data, fake_children, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_runner_then_rerun_completes_without_duplicates(env, tiny_data, fake_children, tmp_path, monkeypatch,
+                                                               how):
     monkeypatch.setenv("FAKE_SLEEP", "1.5")
     script = tmp_path / "runner.py"
     script.write_text(KILL_SCRIPT)
@@ -413,8 +420,10 @@ def test_killed_runner_then_rerun_completes_without_duplicates(env, tiny_data, f
                 break
             assert proc.poll() is None, "the runner ended before it could be killed"
             time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(how)
+        code = proc.wait(timeout=60)
+        # SIGTERM: the runner stops its children and exits as Ctrl-C would (KeyboardInterrupt)
+        assert code == (-signal.SIGKILL if how == signal.SIGKILL else -signal.SIGINT)
     finally:
         if proc.poll() is None:
             proc.kill()
