@@ -40,7 +40,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -698,9 +698,6 @@ def _downloader(tracking_uri: str, tmp: Path) -> Callable[[str, str], pd.DataFra
     return fetch
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 @contextmanager
@@ -1045,7 +1042,7 @@ def build_report(
     picks = plan_prediction_runs(finished) if predictions else []
     cache: dict[str, pd.DataFrame | Exception] = {}
     roc_curves: dict[str, list[Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="tlstudy-report-") if picks else _nothing() as tmp:
+    with tempfile.TemporaryDirectory(prefix="tlstudy-report-") if picks else nullcontext() as tmp:
         fetch = _downloader(uri, Path(tmp or "."))
 
         def cached(run_id: str, artifact_uri: str) -> pd.DataFrame:

@@ -8,14 +8,13 @@ once under a file lock before anyone else touches it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote, urlparse
 
+from tlcore.locking import file_lock
 from tracking.schema import DEFAULT_EXPERIMENT
 
 # Bounded HTTP retries inside the MLflow client. The logger adds its own retry with
@@ -85,17 +84,10 @@ def default_artifact_root(uri: str) -> str | None:
     return (sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
 
 
-@contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path`` (created if missing) for the block's duration."""
-    lock_path = Path(path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _init_lock_path(uri: str) -> Path:
+    """The lock file that serialises schema and experiment creation on a SQLite store."""
+    db_path = sqlite_path(uri).resolve()
+    return db_path.with_name(db_path.name + ".init.lock")
 
 
 def ensure_store(uri: str) -> None:
@@ -114,7 +106,7 @@ def ensure_store(uri: str) -> None:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingConfigError(f"cannot create the folder for tracking database {db_path}: {exc}") from exc
-        with file_lock(db_path.with_name(db_path.name + ".init.lock")):
+        with file_lock(_init_lock_path(uri)):
             from mlflow.store.model_registry.sqlalchemy_store import (
                 SqlAlchemyStore as RegistryStore,
             )
@@ -152,12 +144,7 @@ def get_or_create_experiment(client, name: str = DEFAULT_EXPERIMENT) -> str:
         return experiment.experiment_id
     uri = client.tracking_uri
     artifact_location = default_artifact_root(uri)
-    lock_ctx = (
-        file_lock(sqlite_path(uri).resolve().with_name(sqlite_path(uri).name + ".init.lock"))
-        if is_sqlite_uri(uri)
-        else _null_context()
-    )
-    with lock_ctx:
+    with file_lock(_init_lock_path(uri)) if is_sqlite_uri(uri) else nullcontext():
         if is_sqlite_uri(uri):  # another local process may have created it meanwhile
             experiment = client.get_experiment_by_name(name)
             if experiment is not None:
@@ -173,6 +160,3 @@ def get_or_create_experiment(client, name: str = DEFAULT_EXPERIMENT) -> str:
     return experiment.experiment_id
 
 
-@contextmanager
-def _null_context() -> Iterator[None]:
-    yield

@@ -30,7 +30,7 @@ import json
 import multiprocessing
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +39,8 @@ import numpy as np
 
 from tlcore.data.preprocess import PreprocessConfig, preprocess_image
 from tlcore.data.records import ImageDecodeError, ImageRecord, Skipped
+from tlcore.locking import LOCKS_AVAILABLE, file_lock
 
-try:  # POSIX only; elsewhere atomic renames alone keep the cache consistent
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 CACHE_FORMAT_VERSION = 1
 _HASH_CHUNK = 1 << 20
@@ -202,7 +199,9 @@ class ImageCache:
         arrays = cdir / "arrays"
         npy_path, meta_path = arrays / f"{list_key}.npy", arrays / f"{list_key}.json"
 
-        with _file_lock(cdir / "locks" / f"{list_key}.lock", self.lock):
+        # Without POSIX locks, atomic renames alone keep the cache consistent.
+        lock = file_lock(cdir / "locks" / f"{list_key}.lock") if self.lock and LOCKS_AVAILABLE else contextlib.nullcontext()
+        with lock:
             if not refresh:
                 hit = self._load_consolidated(npy_path, meta_path, cand, config, list_key)
                 if hit is not None:
@@ -462,15 +461,3 @@ def _open_npy_for_read(path: Path) -> np.ndarray:
     return arr
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path, enabled: bool) -> Iterator[None]:
-    if not enabled or fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
