@@ -23,7 +23,7 @@ from tlcore.data.dataset import CachedImageDataset
 from tlcore.data.preprocess import PreprocessConfig
 from tlcore.data.records import DatasetError, ImageRecord, ReadResult, Skipped
 from tlcore.data.registry import get_reader
-from tlcore.data.splits import SplitConfig, make_target_split, official_split
+from tlcore.data.splits import OfficialSplit, SplitConfig, TargetSplit, make_target_split, official_split
 from tlcore.metrics import EvalResult, roc_points
 from tlcore.models import count_parameters, create_model, get_spec
 from tlcore.training.config import AugmentConfig, TrainConfig
@@ -245,22 +245,7 @@ def run_finetune(
             on_epoch_end=on_epoch_end,
             checkpoint_interval_s=config.checkpoint_interval_s,
         )
-    test_ds = data.subset(split.test)
-    evaluation, predictions = evaluate(model, test_ds, seed=config.seed, batch_size=max(config.batch_size, 32))
-    manifest = split.manifest()
-    return StepResult(
-        config=config,
-        model=model,
-        evaluation=evaluation,
-        predictions=predictions,
-        roc=roc_points(predictions["label"].to_numpy(), predictions["score"].to_numpy()),
-        manifest=manifest,
-        split_hash=split.split_hash,
-        dataset_fingerprint=data.fingerprint,
-        skipped=data.skipped,
-        fit=fit_result,
-        parameter_counts={"total": count_parameters(model)},
-    )
+    return _evaluated_step(config, model, data, split, fit_result)
 
 
 def run_pretrain(
@@ -296,6 +281,13 @@ def run_pretrain(
             checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None,
             progress=progress, on_epoch_end=on_epoch_end, checkpoint_interval_s=config.checkpoint_interval_s,
         )
+    return _evaluated_step(config, model, data, split, fit_result, extra_fits)
+
+
+def _evaluated_step(config: StepConfig, model: Any, data: PreparedData, split: TargetSplit | OfficialSplit,
+                    fit_result: FitResult | None,
+                    extra_fits: dict[str, FitResult] | None = None) -> StepResult:
+    """Evaluate ``model`` on the split's test images and gather everything a step returns."""
     evaluation, predictions = evaluate(model, data.subset(split.test), seed=config.seed,
                                        batch_size=max(config.batch_size, 32))
     return StepResult(
@@ -309,7 +301,7 @@ def run_pretrain(
         dataset_fingerprint=data.fingerprint,
         skipped=data.skipped,
         fit=fit_result,
-        extra_fits=extra_fits,
+        extra_fits=extra_fits if extra_fits is not None else {},
         parameter_counts={"total": count_parameters(model)},
     )
 

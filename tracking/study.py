@@ -920,8 +920,7 @@ def execute_plan(
     queue: list[PlannedRun] = [p for p in plan if p.status == PLANNED]
     # Pre-training first (it unblocks the most work), the longest first, so that the long
     # pole starts at once and the other slots fill up with runs that need no pre-training.
-    queue.sort(key=lambda p: (0, PRETRAIN_LONGEST_FIRST.index(p.model)) if p.stage == STAGE_PRETRAIN
-               and p.model in PRETRAIN_LONGEST_FIRST else (1, 0))
+    queue.sort(key=lambda p: (0, PRETRAIN_LONGEST_FIRST.index(p.model)) if p.stage == STAGE_PRETRAIN else (1, 0))
     total = len(queue)
     running: dict[str, Attempt] = {}
     attempts: dict[str, int] = {}

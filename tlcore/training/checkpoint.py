@@ -99,3 +99,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state dict (safe to keep while training goes on)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def cpu_state_view(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's state dict on the CPU for an immediate ``torch.save``: no copy when it
+    already lives there (unlike :func:`cpu_state_dict`, it must not be kept while training goes on)."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}

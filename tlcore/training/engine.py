@@ -38,6 +38,7 @@ from tlcore.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
     cpu_state_dict,
+    cpu_state_view,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -438,11 +439,6 @@ def _infer(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype
 # --------------------------------------------------------------------------------------------
 
 
-def _state_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The module's state dict on the CPU for ``torch.save``: no copy when it already lives there."""
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
 @dataclass
 class _State:
     """Mutable loop state that goes into every checkpoint."""
@@ -686,7 +682,7 @@ def fit(
                     "objective": objective.name,
                     "config": config.to_dict(),
                     "epoch": state.epoch,
-                    "model": _state_for_saving(model),
+                    "model": cpu_state_view(model),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": capture_rng_state(),
