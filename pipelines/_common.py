@@ -96,6 +96,11 @@ def finished_run_for(config: StepConfig, experiment: str, fingerprint: str):
     return run
 
 
+def announce_finished(run: Any) -> None:
+    """Say that the configuration already has a FINISHED run (the study runner reads this line)."""
+    click.echo(f"already finished: {run.info.run_id} ({run.info.run_name})")
+
+
 def record_result(run: Any, result: StepResult, *, log_model: bool) -> None:
     """Log everything a pre-training or fine-tuning step produced to an open RunLogger."""
     import matplotlib

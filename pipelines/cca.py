@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from pipelines._common import common_options, finished_run_for, friendly_errors, step_kwargs
+from pipelines._common import announce_finished, common_options, finished_run_for, friendly_errors, step_kwargs
 
 TARGET_DATASETS = ("inbreast", "mias", "ultrasound")
 TABLE_ARTIFACT = "cca/similarity.csv"
@@ -185,7 +185,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
     todo = [d for d in names if done[d] is None]
     for d in names:
         if done[d] is not None:
-            click.echo(f"already finished: {done[d].info.run_id} ({done[d].info.run_name})")
+            announce_finished(done[d])
 
     # Prerequisites first, so that a missing DDSM model or an unsplittable dataset fails before any
     # run is opened (and before hours are spent on the datasets listed before it).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines._common import common_options, finished_run_for, friendly_errors, record_result, step_kwargs
+from pipelines._common import announce_finished, common_options, finished_run_for, friendly_errors, record_result, step_kwargs
 
 
 @click.command("finetune")
@@ -32,7 +32,7 @@ def main(dataset, init, ft_fraction, transfer, ddsm_model_uri, imagenet_weights,
     from tlcore.models import NotApplicableError, get_spec, resolve_imagenet_file
     from tracking.logger import RunLogger
     from tracking.registry import resolve_ddsm_model
-    from tracking.schema import Artifact, run_name
+    from tracking.schema import STAGE_FINETUNE, Artifact, Tag, run_name
     from tracking.serialize import flatten_params, to_jsonable
 
     config = FinetuneConfig(
@@ -42,7 +42,7 @@ def main(dataset, init, ft_fraction, transfer, ddsm_model_uri, imagenet_weights,
     fingerprint = dataset_fingerprint(read_records(dataset, config.data_root).records)
     done = finished_run_for(config, experiment, fingerprint)
     if done is not None:
-        click.echo(f"already finished: {done.info.run_id} ({done.info.run_name})")
+        announce_finished(done)
         return
 
     # Prerequisites first, so that a missing one fails before any run is opened.
@@ -56,9 +56,9 @@ def main(dataset, init, ft_fraction, transfer, ddsm_model_uri, imagenet_weights,
     if init == "ddsm":
         resolved = resolve_ddsm_model(model, uri=ddsm_model_uri or None)
 
-    name = run_name("finetune", dataset, model, init, config.ft_fraction, transfer, config.seed)
-    tags = {"tlstudy.dataset_fingerprint": fingerprint, **(resolved.as_tags() if resolved else {})}
-    with RunLogger(name, config.config_hash(), stage="finetune", experiment=experiment, tags=tags,
+    name = run_name(STAGE_FINETUNE, dataset, model, init, config.ft_fraction, transfer, config.seed)
+    tags = {Tag.DATASET_FINGERPRINT: fingerprint, **(resolved.as_tags() if resolved else {})}
+    with RunLogger(name, config.config_hash(), stage=STAGE_FINETUNE, experiment=experiment, tags=tags,
                    parent_run_id=parent_run_id or None) as run:
         if run.completed:
             click.echo(f"completed from the local journal: {run.run_id}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines._common import common_options, finished_run_for, friendly_errors, record_result, step_kwargs
+from pipelines._common import announce_finished, common_options, finished_run_for, friendly_errors, record_result, step_kwargs
 
 
 @click.command("pretrain")
@@ -29,7 +29,7 @@ def main(init, imagenet_weights, model, seed, image_size, epochs, lr, batch_size
     from tlcore.models import get_spec, resolve_imagenet_file
     from tracking.logger import RunLogger
     from tracking.registry import promote_if_better, register_checkpoint
-    from tracking.schema import CHAMPION_ALIAS, Artifact, registered_model_name, run_name
+    from tracking.schema import CHAMPION_ALIAS, STAGE_PRETRAIN, Artifact, Tag, registered_model_name, run_name
     from tracking.serialize import flatten_params, to_jsonable
 
     if not log_model:
@@ -39,16 +39,16 @@ def main(init, imagenet_weights, model, seed, image_size, epochs, lr, batch_size
     fingerprint = dataset_fingerprint(read_records(config.dataset, config.data_root).records)
     done = finished_run_for(config, experiment, fingerprint)
     if done is not None:
-        click.echo(f"already finished: {done.info.run_id} ({done.info.run_name})")
+        announce_finished(done)
         return
     weights_file = None
     if init == "imagenet":  # the patch CNN's body is a ResNet-50
         body = "resnet50" if model == "patch_cnn" else model
         weights_file = resolve_imagenet_file(get_spec(body), imagenet_weights or None)
 
-    name = run_name("pretrain", "ddsm", model, init, None, None, config.seed)
-    with RunLogger(name, config.config_hash(), stage="pretrain", experiment=experiment,
-                   tags={"tlstudy.dataset_fingerprint": fingerprint}, parent_run_id=parent_run_id or None) as run:
+    name = run_name(STAGE_PRETRAIN, "ddsm", model, init, None, None, config.seed)
+    with RunLogger(name, config.config_hash(), stage=STAGE_PRETRAIN, experiment=experiment,
+                   tags={Tag.DATASET_FINGERPRINT: fingerprint}, parent_run_id=parent_run_id or None) as run:
         if not run.completed:
             run.log_params(flatten_params(config))
             run.log_dict(to_jsonable(config), Artifact.CONFIG)
