@@ -27,6 +27,9 @@ def write_dicom(
     patient_name: str | None = None,
     sop_class_uid: str = MAMMOGRAPHY_SOP_CLASS,
     extra: dict[str, Any] | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    instance_uid: str | None = None,
 ) -> Path:
     """Write ``pixels`` as an uncompressed (explicit VR little endian) DICOM file.
 
@@ -34,6 +37,7 @@ def write_dicom(
     Its dtype fixes BitsAllocated (uint8/int8 -> 8, uint16/int16 -> 16) and
     PixelRepresentation (signed -> 1); ``bits_stored`` defaults to BitsAllocated.
     ``extra`` sets further data elements by keyword (e.g. ``{"WindowCenter": 40}``).
+    The study, series and instance UIDs are generated unless given.
     Parent folders are created. Returns the path written.
     """
     path = Path(path)
@@ -51,7 +55,7 @@ def write_dicom(
     if not 1 <= bits_stored <= bits_allocated:
         raise ValueError(f"{path}: bits_stored {bits_stored} does not fit {bits_allocated} bits")
 
-    sop_instance = generate_uid()
+    sop_instance = instance_uid or generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class_uid
     meta.MediaStorageSOPInstanceUID = sop_instance
@@ -61,8 +65,8 @@ def write_dicom(
     ds.file_meta = meta
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = sop_instance
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
     ds.Modality = "MG" if sop_class_uid == MAMMOGRAPHY_SOP_CLASS else "OT"
     if patient_id is not None:
         ds.PatientID = patient_id

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
-MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage
+from tests.data.dicom_factory import write_dicom as write_dicom_file
+
 UID_ROOT = "1.3.6.1.4.1.9590.100.1.2"  # the root CBIS-DDSM UIDs use
 
 
@@ -157,32 +156,9 @@ def write_dicom(
     instance_uid: str,
     photometric: str = "MONOCHROME2",
 ) -> Path:
-    """Write an uncompressed (explicit VR little endian) mammography DICOM file."""
-    arr = np.ascontiguousarray(pixels)
-    bits_allocated = 8 * arr.dtype.itemsize
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MAMMO_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = instance_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MAMMO_SOP_CLASS
-    ds.SOPInstanceUID = instance_uid
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = "MG"
-    ds.PatientID = "ANON"
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = bits_allocated
-    ds.BitsStored = bits_stored or bits_allocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = arr.astype(f"<u{arr.dtype.itemsize}").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    """Write an uncompressed mammography DICOM file with the UIDs the layout's paths name."""
+    return write_dicom_file(path, pixels, bits_stored=bits_stored, photometric=photometric, patient_id="ANON",
+                            study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid)
 
 
 def pgm_bytes(

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pydicom.dataset import Dataset as DicomDataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from tests.data.dicom_factory import write_dicom
 from tests.training.helpers import BlobDataset, TinyNet
 from tlcore.data.records import Finding, ImageRecord
 from tlcore.training.config import AugmentConfig, TrainConfig
@@ -27,30 +24,6 @@ from tlcore.training.patches import (
 
 FULL_H, FULL_W = 400, 300
 SCALE = 2  # image_height 200 -> working scale is half the full size
-
-
-def write_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """A real, uncompressed MONOCHROME2 DICOM file (8- or 16-bit)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = DicomDataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    bits = 8 * pixels.dtype.itemsize
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def _breast(rng: np.random.Generator) -> np.ndarray:
