@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import plistlib
-import struct
 from pathlib import Path
 
 import pytest
 
+from tests.data.dicom_factory import write_mammogram
+from tests.data.layouts import INBREAST_HEADER as CSV_HEADER
+from tests.data.layouts import INBREAST_XLS_HEADER as XLS_HEADER
+from tests.data.layouts import xls_bytes
 from tlcore.data.readers.inbreast import InbreastReader
 from tlcore.data.records import DatasetError, anonymous_id
 from tlcore.data.registry import get_reader
-
-try:
-    from tests.data.dicom_factory import write_mammogram
-except ImportError:  # tests/ is not a package: pytest puts tests/data on sys.path
-    from dicom_factory import write_mammogram
-
-CSV_HEADER = "Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads"
-XLS_HEADER = [
-    "Patient ID",
-    "Patient age",
-    "Laterality",
-    "View",
-    "Acquisition date",
-    "File Name",
-    "ACR",
-    "Bi-Rads",
-    "Mass ",
-    "Micros",
-    "Distortion",
-    "Asymmetry",
-    "Findings Notes (in Portuguese)",
-    "Other Notes",
-    "Other annotations",
-    "Lesion Annotation Status",
-    "Pectoral Muscle Annotation",
-]
 
 # (file name, 16-hex hash, laterality, metadata view, view in the file name, ACR, Bi-Rads)
 CASES = [
@@ -98,79 +75,10 @@ def write_csv(path: Path, lines: list[str]) -> None:
     path.write_bytes(("\r\n".join([CSV_HEADER] + lines) + "\r\n").encode())
 
 
-# --- a minimal real .xls writer (BIFF8 inside an OLE2 compound file); xlwt is not a dependency
-
-
-def _biff(record_id: int, data: bytes = b"") -> bytes:
-    return struct.pack("<HH", record_id, len(data)) + data
-
-
-def _bof(kind: int) -> bytes:
-    return _biff(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0x0DBB, 0x07CC, 0, 0x06))
-
-
-def _biff8_stream(rows: list[list[object]]) -> bytes:
-    cells = [_bof(0x0010)]
-    ncols = max(len(r) for r in rows)
-    cells.append(_biff(0x0200, struct.pack("<IIHHH", 0, len(rows), 0, ncols, 0)))  # DIMENSIONS
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            if value is None:
-                continue
-            if isinstance(value, (int, float)):
-                cells.append(_biff(0x0203, struct.pack("<HHHd", r, c, 0, float(value))))  # NUMBER
-            else:
-                text = str(value)
-                cells.append(
-                    _biff(
-                        0x0204,
-                        struct.pack("<HHHHB", r, c, 0, len(text), 1) + text.encode("utf-16-le"),
-                    )
-                )  # LABEL
-    cells.append(_biff(0x000A))  # EOF
-    font = _biff(
-        0x0031,
-        struct.pack("<HHHHHBBBBBB", 200, 0, 0x7FFF, 400, 0, 0, 0, 0, 0, 5, 1)
-        + "Arial".encode("utf-16-le"),
-    )
-    xf = _biff(0x00E0, struct.pack("<HHHBBBBIiH", 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0x20C0))
-    head = [_bof(0x0005), _biff(0x0042, struct.pack("<H", 1200)), font, xf]  # CODEPAGE utf-16
-    name = b"Sheet1"
-    sheet_offset = sum(map(len, head)) + (4 + 8 + len(name)) + 4
-    boundsheet = _biff(0x0085, struct.pack("<IBBBB", sheet_offset, 0, 0, len(name), 0) + name)
-    return b"".join(head) + boundsheet + _biff(0x000A) + b"".join(cells)
-
-
 def write_xls(path: Path, rows: list[list[object]]) -> None:
     """Write ``rows`` (str / number / None cells) as a one-sheet Excel 97 workbook."""
-    stream = _biff8_stream(rows)
-    stream += b"\0" * (max(4096, -(-len(stream) // 512) * 512) - len(stream))  # no mini stream
-    n_sectors = len(stream) // 512
-    end, free, fat_sector, none = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
-    assert n_sectors + 2 <= 128, "test workbook too large for one FAT sector"
-    fat = [fat_sector, end] + [3 + i for i in range(n_sectors - 1)] + [end]
-    fat += [free] * (128 - len(fat))
-    header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 16
-    header += struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6) + b"\0" * 6
-    header += struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
-    header += struct.pack("<109I", 0, *([free] * 108))
-
-    def entry(name: str, kind: int, child: int, start: int, size: int) -> bytes:
-        raw = (name + "\0").encode("utf-16-le") if name else b""
-        return (
-            raw.ljust(64, b"\0")
-            + struct.pack("<HBBIII", len(raw), kind, 1 if name else 0, none, none, child)
-            + b"\0" * 36
-            + struct.pack("<III", start, size, 0)
-        )
-
-    directory = (
-        entry("Root Entry", 5, 1, end, 0)
-        + entry("Workbook", 2, none, 2, len(stream))
-        + entry("", 0, none, 0, 0) * 2
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(header + struct.pack("<128I", *fat) + directory + stream)
+    path.write_bytes(xls_bytes(rows))
 
 
 def xls_rows(cases=CASES) -> list[list[object]]:
