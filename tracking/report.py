@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from tracking.schema import (
+    CHAMPION_ALIAS,
     DEFAULT_EXPERIMENT,
     STAGE_CCA,
     STAGE_FINETUNE,
@@ -256,9 +257,9 @@ def _load_runs_sql(uri: str, experiment: str) -> pd.DataFrame:
 
             params = pairs(params_t, [params_t.c.value], params_t.c.key.in_(sorted(_TABLE_PARAMS)))
             lowered = func.lower(tags_t.c.key)
-            tags = pairs(tags_t, [tags_t.c.value], or_(tags_t.c.key == Tag.STAGE, tags_t.c.key.in_(sorted(_DDSM_TAGS)),
-                                                       lowered.like("%error%"),
-                                                       lowered.like("%reason%"), lowered.like("%failure%")))
+            tag_where = or_(tags_t.c.key == Tag.STAGE, tags_t.c.key.in_(sorted(_DDSM_TAGS)),
+                            lowered.like("%error%"), lowered.like("%reason%"), lowered.like("%failure%"))
+            tags = pairs(tags_t, [tags_t.c.value], tag_where)
             metric_where = or_(metrics_t.c.key.in_(sorted(_TABLE_METRICS)), metrics_t.c.key.like("%conv1"),
                                metrics_t.c.key.like("%block%"))
             metrics = pairs(metrics_t, [metrics_t.c.value, metrics_t.c.is_nan], metric_where)
@@ -373,7 +374,6 @@ def champion_versions(tracking_uri: str, names: Iterable[str]) -> dict[str, str]
     """Version each registered model's ``champion`` alias points to now (one request per model)."""
     from mlflow.exceptions import MlflowException
 
-    from tracking.schema import CHAMPION_ALIAS
     from tracking.store import get_client
 
     client = get_client(tracking_uri)
