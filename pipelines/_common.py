@@ -101,8 +101,20 @@ def announce_finished(run: Any) -> None:
     click.echo(f"already finished: {run.info.run_id} ({run.info.run_name})")
 
 
-def record_result(run: Any, result: StepResult, *, log_model: bool) -> None:
-    """Log everything a pre-training or fine-tuning step produced to an open RunLogger."""
+def data_tags(data_root: str | Path) -> dict[str, str]:
+    """Tags every step sets about its data: whether it is tlstudy's look-alike data."""
+    from tlcore.data.synth import is_synthetic
+    from tracking.schema import Tag
+
+    return {Tag.SYNTHETIC_DATA: "true" if is_synthetic(data_root) else "false"}
+
+
+def record_result(run: Any, result: StepResult, *, log_model: bool, log_weights: bool = False) -> None:
+    """Log everything a pre-training or fine-tuning step produced to an open RunLogger.
+
+    ``log_model`` logs an MLflow model plus a tensors-only state dict; ``log_weights``
+    logs only the tensors-only state dict (for a run whose network a later analysis loads).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +125,8 @@ def record_result(run: Any, result: StepResult, *, log_model: bool) -> None:
     from tracking.schema import Artifact, Metric, Tag
 
     ev = result.evaluation
-    run.set_tags({Tag.SPLIT_HASH: result.split_hash, Tag.DATASET_FINGERPRINT: result.dataset_fingerprint})
+    run.set_tags({Tag.SPLIT_HASH: result.split_hash, Tag.DATASET_FINGERPRINT: result.dataset_fingerprint,
+                  **data_tags(result.config.data_root)})
     metrics = {
         Metric.TEST_AUC: ev.auc,
         Metric.TEST_AUC_CI_LOW: ev.ci_low,
@@ -158,6 +171,8 @@ def record_result(run: Any, result: StepResult, *, log_model: bool) -> None:
             height, width = height // 4, width // 4
         example = torch.rand(1, 3, height, width)
         run.log_model(result.model, example)
+    elif log_weights:
+        run.log_state_dict(result.model.state_dict())
 
 
 def anonymous_skips(result: StepResult):

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from pipelines._common import announce_finished, common_options, finished_run_for, friendly_errors, step_kwargs
+from pipelines._common import (announce_finished, common_options, data_tags, finished_run_for, friendly_errors,
+                              step_kwargs)
 
 TARGET_DATASETS = ("inbreast", "mias", "ultrasound")
 TABLE_ARTIFACT = "cca/similarity.csv"
@@ -97,26 +98,51 @@ def _summary(name: str, result: Any, run_id: str | None) -> str:
     return f"{name}: SVCCA {'; '.join(parts)} run {run_id}"
 
 
+def rank_cap_text(table: Any) -> str:
+    """``"block3: <note> | block4: <note>"`` for the SVCCA rows whose kept directions were capped."""
+    sv = table[(table["measure"] == "svcca") & (table["note"].astype(str) != "")]
+    return " | ".join(f"{r.layer}: {r.note}" for r in sv.itertuples(index=False))
+
+
+def source_run(config: Any, experiment: str, fingerprint: str) -> Any:
+    """The FINISHED fine-tune run whose network the analysis compares (raises a one-line error if none)."""
+    from tracking.schema import STAGE_FINETUNE, run_name
+
+    source = config.source_finetune_config()
+    run = finished_run_for(source, experiment, fingerprint)
+    if run is None:
+        name = run_name(STAGE_FINETUNE, source.dataset, source.model, source.init, source.ft_fraction,
+                        source.transfer, source.seed)
+        raise click.ClickException(
+            f"{config.dataset}: no FINISHED run '{name}' (config {source.config_hash()}) in experiment "
+            f"{experiment!r}: the analysis compares the network that fine-tune trained; run it first with the same "
+            f"settings: tlstudy finetune --dataset {source.dataset} --model {source.model} --init {source.init} "
+            f"--ft-fraction {source.ft_fraction} --seed {source.seed} --epochs {source.epochs} --lr {source.lr} "
+            f"--batch-size {source.batch_size} --image-size {source.image_size or 0}")
+    return run
+
+
 def record_cca(run: Any, result: Any, *, model: str, tmp: Path) -> None:
     """Log a :class:`tlcore.analysis.CcaResult` to an open RunLogger."""
     import pandas as pd
 
     from tracking.schema import Artifact, Tag
 
-    run.set_tags({Tag.SPLIT_HASH: result.split_hash, Tag.DATASET_FINGERPRINT: result.dataset_fingerprint})
+    cfg = result.config
+    run.set_tags({Tag.SPLIT_HASH: result.split_hash, Tag.DATASET_FINGERPRINT: result.dataset_fingerprint,
+                  **data_tags(cfg.data_root)})
     metrics: dict[str, float] = dict(result.metrics())
     metrics.update({
         "n_test_images": result.n_test_images,
         "n_finetune_train": result.n_finetune_train,
         "n_finetune_val": result.n_finetune_val,
         "n_skipped_images": len(result.skipped),
-        "best_epoch": result.fit.best_epoch,
     })
-    if result.fit.best_val_auc is not None:
-        metrics["best_val_auc"] = result.fit.best_val_auc
     run.log_metrics(metrics)
+    caps = rank_cap_text(result.table)
+    if caps:
+        run.set_tags({Tag.CCA_RANK_CAP: caps})
     run.log_dataframe(result.table, TABLE_ARTIFACT)
-    cfg = result.config
     run.log_dict({
         "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "measures": list(cfg.measures),
         "keep": cfg.keep, "mode": cfg.mode, "max_positions": cfg.max_positions, "ft_fraction": cfg.ft_fraction,
@@ -157,8 +183,9 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
     """Similarity of the DDSM-pretrained model before and after fine-tuning on 20 % of each dataset.
 
     Per layer (conv1, block1..block4): SVCCA (and the other --measures) between the
-    DDSM model and the same model fine-tuned on the 20 % pool, over the 80 % test images,
-    with a random network as the baseline. --log-model is accepted for uniformity with
+    DDSM model and the network that `finetune --init ddsm --ft-fraction 0.2` (same settings
+    and seed) trained and scored, loaded from that run, over its test images, with a
+    random network as the baseline. --log-model is accepted for uniformity with
     the other entry points; this analysis logs no model.
     """
     import pandas as pd
@@ -195,6 +222,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
         except ValueError as exc:
             raise click.ClickException(f"{d}: cannot split for the analysis: {exc}") from exc
     resolved = resolve_ddsm_model(model, uri=ddsm_model_uri or None) if todo else None
+    sources = {d: source_run(configs[d], experiment, fingerprints[d]) for d in todo}
     several = len(names) > 1
     figure_rows: dict[str, Any] = {}
     combined_logged = False
@@ -213,7 +241,10 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
         for d in todo:
             config = configs[d]
             name = run_name(STAGE_CCA, d, model, "ddsm", None, None, config.seed)
-            tags = {Tag.DATASET_FINGERPRINT: fingerprints[d], **resolved.as_tags()}
+            source = sources[d]
+            finetuned = resolve_ddsm_model(model, uri=f"runs:/{source.info.run_id}")
+            tags = {Tag.DATASET_FINGERPRINT: fingerprints[d], Tag.CCA_SOURCE_RUN_ID: source.info.run_id,
+                    **resolved.as_tags()}
             with RunLogger(name, config.config_hash(), stage=STAGE_CCA, experiment=experiment, tags=tags,
                            parent_run_id=parent_run_id or None) as run:
                 if run.completed:
@@ -227,8 +258,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
                 params["ddsm_model_version"] = resolved.version or resolved.source_run_id
                 run.log_params(params)
                 run.log_dict(to_jsonable(config), Artifact.CONFIG)
-                result = run_cca(config, resolved.state_dict_path, checkpoint_dir=run.checkpoint_dir,
-                                 on_epoch_end=run.on_epoch_end, progress=progress)
+                result = run_cca(config, resolved.state_dict_path, finetuned.state_dict_path, progress=progress)
                 record_cca(run, result, model=model, tmp=tmp)
                 figure_rows[d] = result.figure_table()
                 if several and d == todo[-1]:

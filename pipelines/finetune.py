@@ -28,6 +28,7 @@ def main(dataset, init, ft_fraction, transfer, ddsm_model_uri, imagenet_weights,
          lr, batch_size, data_root, num_workers, device, experiment, parent_run_id, log_model, progress) -> None:
     """Fine-tune and evaluate one configuration, logged as one MLflow run."""
     from tlcore.data.cache import dataset_fingerprint
+    from tlcore.design import PAPER_DESIGN, Cell
     from tlcore.experiment import FinetuneConfig, read_records, run_finetune
     from tlcore.models import NotApplicableError, get_spec, resolve_imagenet_file
     from tracking.logger import RunLogger
@@ -76,7 +77,9 @@ def main(dataset, init, ft_fraction, transfer, ddsm_model_uri, imagenet_weights,
             on_epoch_end=run.on_epoch_end,
             progress=progress,
         )
-        record_result(run, result, log_model=log_model)
+        # The CCA analysis loads the network this cell trained: keep its weights even without --log-model.
+        cell = Cell(dataset, model, init, transfer, config.ft_fraction)
+        record_result(run, result, log_model=log_model, log_weights=PAPER_DESIGN.is_cca_source(cell))
     ev = result.evaluation
     click.echo(f"{name}: test AUC {ev.auc:.3f} [{ev.ci_low:.3f}, {ev.ci_high:.3f}] (n={ev.n}) run {run.run_id}")
 

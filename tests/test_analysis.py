@@ -1,8 +1,9 @@
 """Tests of the representational analysis step (`tlcore.analysis`): run_cca on tiny look-alike data.
 
 Real pieces only: look-alike images written by ``tlcore.data.synth`` in their real formats,
-a ResNet-50 DDSM state saved to a tensors file, the real fine-tuning engine and the real
-activation hooks, at 64 px and one epoch.
+a ResNet-50 DDSM state saved to a tensors file, the network the real fine-tuning step
+(``run_finetune`` of the CCA's source cell) trained from it, and the real activation hooks,
+at 64 px and one epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tlcore.analysis import (
     similarity_metrics,
 )
 from tlcore.data.splits import SplitConfig, make_target_split
-from tlcore.experiment import prepare_data
+from tlcore.experiment import prepare_data, run_finetune
 from tlcore.models import ANALYSIS_LAYERS, create_model
 
 LAYERS = ("conv1", "block1", "block2", "block3", "block4")
@@ -33,7 +34,7 @@ MAX_POSITIONS = 600
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Tiny data, a DDSM-like ResNet-50 state file, and a config for the ultrasound set."""
+    """Tiny data, a DDSM-like ResNet-50 state file, the fine-tuned state of the source cell, a config."""
     from tlcore.data.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("cca-lib")
@@ -44,13 +45,16 @@ def setup(tmp_path_factory):
     config = CcaConfig(dataset="ultrasound", image_size=64, epochs=1, batch_size=8, measures=("cka",),
                        max_positions=MAX_POSITIONS, data_root=str(root / "data"), cache_dir=str(root / "cache"),
                        device="cpu")
-    return config, state_path
+    tuned = run_finetune(config.source_finetune_config(), ddsm_state=state_path, progress=False)
+    tuned_path = root / "finetuned_resnet50.pt"
+    torch.save(tuned.model.state_dict(), tuned_path)
+    return config, state_path, tuned_path
 
 
 @pytest.fixture(scope="module")
 def result(setup):
-    config, state_path = setup
-    return run_cca(config, state_path, progress=False)
+    config, state_path, tuned_path = setup
+    return run_cca(config, state_path, tuned_path, progress=False)
 
 
 def test_run_cca_gives_every_layer_with_values_and_baselines_in_range(result):
@@ -79,7 +83,7 @@ def test_run_cca_gives_every_layer_with_values_and_baselines_in_range(result):
 
 
 def test_run_cca_split_provenance_and_metrics(result, setup):
-    config, _ = setup
+    config, _, _ = setup
     data = prepare_data(config.dataset, config, progress=False)
     split = make_target_split(data.records, SplitConfig(seed=config.seed))
     assert result.split_hash == split.split_hash
@@ -88,7 +92,6 @@ def test_run_cca_split_provenance_and_metrics(result, setup):
     portion = split.finetune(0.2)
     assert (result.n_finetune_train, result.n_finetune_val) == (len(portion.train), len(portion.val))
     assert result.n_finetune_train + result.n_finetune_val == len(split.pool)
-    assert len(result.fit.history) == 1
     assert {row["part"] for row in result.manifest} == {"test", "train", "val"}
 
     metrics = result.metrics()
@@ -105,7 +108,7 @@ def test_run_cca_split_provenance_and_metrics(result, setup):
 
 def test_self_similarity_is_one_through_the_same_machinery(setup, result):
     """A against A (two passes of the DDSM model, paired positions): 1 at every layer."""
-    config, state_path = setup
+    config, state_path, _ = setup
     data = prepare_data(config.dataset, config, progress=False)
     split = make_target_split(data.records, SplitConfig(seed=config.seed))
     model = create_model("resnet50", init="ddsm", ddsm_state=state_path)
@@ -174,6 +177,22 @@ def test_cca_config_validation_and_svcca_always_first():
 
 
 def test_run_cca_refuses_to_start_without_ddsm_weights(setup):
-    config, _ = setup
-    with pytest.raises(ValueError, match="DDSM-pretrained state"):
-        run_cca(config, None)  # type: ignore[arg-type]
+    config, _, tuned_path = setup
+    with pytest.raises(ValueError, match="DDSM-pretrained and the fine-tuned states"):
+        run_cca(config, None, tuned_path)  # type: ignore[arg-type]
+
+
+def test_b_is_the_network_it_is_given(setup):
+    """Handing the DDSM state as B makes A and B the same network: similarity 1 at every layer."""
+    config, state_path, _ = setup
+    same = run_cca(config, state_path, state_path, progress=False)
+    sv = same.table[same.table["measure"] == "svcca"]
+    np.testing.assert_allclose(sv["value"].to_numpy(dtype=float), 1.0, atol=1e-6)
+
+
+def test_source_cell_is_the_ddsm_ft_0_2_fine_tune_with_the_same_settings(setup):
+    config, _, _ = setup
+    source = config.source_finetune_config()
+    assert (source.dataset, source.init, source.ft_fraction, source.transfer) == ("ultrasound", "ddsm", 0.2, "all")
+    assert (source.model, source.seed, source.image_size, source.epochs, source.lr, source.batch_size) == (
+        config.model, config.seed, config.image_size, config.epochs, config.lr, config.batch_size)

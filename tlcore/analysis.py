@@ -5,8 +5,8 @@ and an 80 % test set (:func:`tlcore.data.splits.make_target_split`). Three netwo
 same architecture are then fed the *same* test images:
 
 * **A**: the DDSM-pretrained model as it is;
-* **B**: the same model fine-tuned on the 20 % pool (training / early-stopping validation
-  as ``split.finetune(0.2)`` divides it, with the step's ``train_config``);
+* **B**: the network the fine-tuning cell (DDSM init, 20 %, transfer ``all``, same seed)
+  trained and scored, loaded from that run's weights (the analysis trains nothing itself);
 * **R**: a randomly initialised network (seeded), the baseline that gives the scale a
   meaning.
 
@@ -29,8 +29,9 @@ Nothing here knows MLflow; ``pipelines/cca.py`` records the result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ from tqdm.auto import tqdm
 
 from tlcore.data.records import Skipped
 from tlcore.data.splits import SplitConfig, make_target_split
-from tlcore.experiment import StepConfig, prepare_data, torch_seed
+from tlcore.design import PAPER_DESIGN
+from tlcore.experiment import FinetuneConfig, StepConfig, prepare_data
 from tlcore.models import create_model
 from tlcore.similarity import (
     ActivationSampler,
@@ -54,7 +56,7 @@ from tlcore.similarity import (
     pwcca,
     svcca_details,
 )
-from tlcore.training.engine import EpochRecord, FitResult, fit, model_batch, resolve_device
+from tlcore.training.engine import model_batch, resolve_device
 
 # Measures the analysis offers (names as in tlcore.similarity.layerwise); SVCCA is always computed.
 CCA_MEASURES: tuple[str, ...] = ("svcca", "pwcca", "cka", "cka_debiased")
@@ -102,18 +104,27 @@ class CcaConfig(StepConfig):
         if not self.min_samples_per_dim >= 1.0:
             raise ValueError(f"CcaConfig.min_samples_per_dim must be >= 1, got {self.min_samples_per_dim!r}")
 
+    def source_finetune_config(self) -> FinetuneConfig:
+        """The fine-tuning cell whose trained network is B: DDSM init, ``ft_fraction``, transfer ``all``.
+
+        Every training setting is this config's own, so its config hash identifies the run
+        that trained (and scored) B.
+        """
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(StepConfig)}
+        return FinetuneConfig(**shared, dataset=self.dataset, init=PAPER_DESIGN.cca_init,
+                              ft_fraction=self.ft_fraction, transfer="all")
+
 
 @dataclass
 class CcaResult:
     """What :func:`run_cca` produced, ready to be recorded.
 
     ``table`` has the columns :data:`TABLE_COLUMNS` (one row per layer and measure);
-    ``fit`` is B's fine-tuning outcome; ``manifest`` the split manifest (anonymous ids).
+    ``manifest`` the split manifest (anonymous ids).
     """
 
     config: CcaConfig
     table: pd.DataFrame
-    fit: FitResult
     split_hash: str
     dataset_fingerprint: str
     manifest: list[dict[str, str]]
@@ -308,44 +319,32 @@ def _with_baseline(main: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the step
 
 
-EpochCallback = Callable[[EpochRecord], None]
-
 
 def run_cca(
     config: CcaConfig,
     ddsm_state: str | Path | Mapping[str, torch.Tensor],
+    finetuned_state: str | Path | Mapping[str, torch.Tensor],
     *,
-    checkpoint_dir: str | Path | None = None,
-    on_epoch_end: EpochCallback | None = None,
     progress: bool = True,
 ) -> CcaResult:
     """Representational similarity of the DDSM model before (A) and after (B) fine-tuning.
 
-    ``ddsm_state``: the DDSM-pretrained weights of ``config.model`` (a tensors-only file or
-    a state dict). B is trained on ``split.finetune(config.ft_fraction)`` with
-    ``config.train_config``; resumable through ``checkpoint_dir``. The returned table
-    compares A with B (``value``) and A with a seeded random network (``baseline``) over
-    the 80 % test images, per analysis layer and measure.
+    ``ddsm_state``: the DDSM-pretrained weights of ``config.model``; ``finetuned_state``:
+    the weights of the network that the fine-tuning cell (``init="ddsm"``,
+    ``config.ft_fraction``, transfer ``all``, same seed) trained and scored -- the analysis
+    never trains a network of its own, so Figure 1 shows the network Table 1-3 scored.
+    Both are tensors-only files or state dicts. The returned table compares A with B
+    (``value``) and A with a seeded random network (``baseline``) over the test images
+    of the seed's split, per analysis layer and measure.
     """
-    if ddsm_state is None:
-        raise ValueError("run_cca needs the DDSM-pretrained state (ddsm_state); none was given")
+    if ddsm_state is None or finetuned_state is None:
+        raise ValueError("run_cca needs the DDSM-pretrained and the fine-tuned states; one was not given")
     data = prepare_data(config.dataset, config, progress=progress)
     split = make_target_split(data.records, SplitConfig(seed=config.seed))
     portion = split.finetune(config.ft_fraction)
 
     model_a = create_model(config.model, init="ddsm", ddsm_state=ddsm_state)
-    torch_seed(config.seed)
-    model_b = create_model(config.model, init="ddsm", ddsm_state=ddsm_state)
-    fit_result = fit(
-        model_b,
-        data.subset(portion.train),
-        data.subset(portion.val) if portion.val else None,
-        config.train_config(data.modality),
-        checkpoint_dir=checkpoint_dir,
-        resume=checkpoint_dir is not None,
-        progress=progress,
-        on_epoch_end=on_epoch_end,
-    )
+    model_b = create_model(config.model, init="ddsm", ddsm_state=finetuned_state)
     model_r = create_model(config.model, init="random", seed=config.seed)
 
     acts = collect_activations(
@@ -365,7 +364,6 @@ def run_cca(
     return CcaResult(
         config=config,
         table=_with_baseline(main, base),
-        fit=fit_result,
         split_hash=split.split_hash,
         dataset_fingerprint=data.fingerprint,
         manifest=split.manifest(),

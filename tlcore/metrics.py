@@ -10,6 +10,9 @@ larger value means "more likely malignant".
 * :func:`delong_test` / :func:`delong_ci` -- DeLong et al. (1988) variance of one AUC or of
   the difference of two correlated AUCs measured on the same cases, computed with the
   midrank algorithm of Sun & Xu (2014), O(n log n).
+* :func:`combine_differences` -- inverse-variance combination of several seeds' DeLong
+  differences (each on its own seed's test set); :func:`holm` -- Holm's step-down
+  adjustment over a family of tests.
 * :func:`evaluate_scores` -- the bundle a training run reports (AUC, CI, counts, and the
   per-image prediction table).
 """
@@ -196,6 +199,9 @@ def _delong_covariance(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     return aucs, s10 / m + s01 / n
 
 
+_Z95 = NormalDist().inv_cdf(0.975)
+
+
 def _two_sided_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
@@ -223,6 +229,101 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
     return DelongResult(
         auc_a=float(aucs[0]), auc_b=float(aucs[1]), diff=diff, se=se, z=z, p_value=_two_sided_p(z)
     )
+
+
+def delong_contrast(labels: ArrayLike, scores: ArrayLike, weights: Sequence[float]) -> DelongResult:
+    """DeLong test of a linear contrast of several correlated AUCs measured on the same cases.
+
+    ``scores`` has shape (k, n): one row per classifier; the estimate is
+    ``sum(weights * aucs)`` with the DeLong covariance of all k AUCs, so classifiers that
+    share test cases (several models' DDSM and random runs on one seed's test set) are
+    compared without assuming independence. ``auc_a`` / ``auc_b`` are the weighted means
+    of the AUCs with positive / negative weights. ``weights = (1, -1)`` is
+    :func:`delong_test`.
+    """
+    matrix = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    w = np.asarray(weights, dtype=np.float64)
+    if matrix.shape[0] != w.size:
+        raise ValueError(f"{matrix.shape[0]} score rows but {w.size} weights")
+    y, _ = _check_inputs(labels, matrix[0], name="scores")
+    for row in matrix[1:]:
+        _check_inputs(labels, row, name="scores")
+    _require_both_classes(y)
+    aucs, cov = _delong_covariance(y, matrix)
+    estimate = float(w @ aucs)
+    se = math.sqrt(max(float(w @ cov @ w), 0.0))
+    if se > 0.0:
+        z = estimate / se
+    elif abs(estimate) < 1e-15:
+        z = 0.0
+    else:
+        z = math.copysign(math.inf, estimate)
+    pos, neg = w > 0, w < 0
+    auc_a = float(np.average(aucs[pos], weights=w[pos])) if pos.any() else math.nan
+    auc_b = float(np.average(aucs[neg], weights=-w[neg])) if neg.any() else math.nan
+    return DelongResult(auc_a=auc_a, auc_b=auc_b, diff=estimate, se=se, z=z, p_value=_two_sided_p(z))
+
+
+@dataclass(frozen=True)
+class CombinedDifference:
+    """AUC differences of several strata (e.g. seeds) combined by inverse-variance weighting.
+
+    ``diff`` is the weighted mean difference, ``se`` its standard error, ``z``/``p_value``
+    the two-sided test of no difference, ``ci_low``/``ci_high`` the 95% normal interval;
+    ``n`` the number of strata combined.
+    """
+
+    diff: float
+    se: float
+    z: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def combine_differences(diffs: Sequence[float], ses: Sequence[float]) -> CombinedDifference:
+    """Fixed-effect (inverse-variance) combination of independent strata's AUC differences.
+
+    Each stratum is one seed's DeLong comparison on that seed's test set. With every
+    ``se > 0`` the weights are ``1 / se**2``; when some stratum has ``se == 0`` (identical
+    rankings) the plain mean is used with ``var = sum(se**2) / n**2``. One stratum gives
+    back its own difference and standard error.
+    """
+    d = np.asarray(diffs, dtype=float)
+    v = np.asarray(ses, dtype=float) ** 2
+    if d.size == 0 or d.size != v.size or not np.all(np.isfinite(d)) or not np.all(np.isfinite(v)):
+        raise ValueError(f"need matching finite differences and standard errors, got {list(diffs)} / {list(ses)}")
+    if np.all(v > 0):
+        w = 1.0 / v
+        diff = float(np.sum(w * d) / np.sum(w))
+        se = float(math.sqrt(1.0 / np.sum(w)))
+    else:
+        diff = float(d.mean())
+        se = float(math.sqrt(v.sum()) / d.size)
+    if se > 0:
+        z = diff / se
+    else:
+        z = 0.0 if abs(diff) < 1e-15 else math.copysign(math.inf, diff)
+    half = _Z95 * se
+    return CombinedDifference(diff=diff, se=se, z=z, p_value=_two_sided_p(z), ci_low=diff - half,
+                              ci_high=diff + half, n=int(d.size))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (NaN entries stay NaN and are not counted)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def delong_ci(labels: ArrayLike, scores: ArrayLike, *, level: float = 0.95) -> tuple[float, float]:

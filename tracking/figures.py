@@ -69,19 +69,29 @@ def plot_cca(
     """Figure 1: ``layer`` on x, ``similarity`` on y, one solid line per dataset and a dashed
     line in the same colour for its random-network ``baseline``.
 
-    ``cca`` has columns ``dataset, layer, similarity, baseline`` (baseline may be NaN).
-    Writes a PNG to ``path`` and returns it. An empty table gives a figure that says so.
+    ``cca`` has columns ``dataset, layer, similarity, baseline`` (baseline may be NaN) and
+    optionally ``rank_cap`` (non-empty where SVCCA's kept directions were capped by the
+    datapoints): such points are drawn hollow and the caption says so. Writes a PNG to
+    ``path`` and returns it. An empty table gives a figure that says so.
     """
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(layers))
     datasets = list(dict.fromkeys(cca["dataset"])) if len(cca) else []
     palette = {"inbreast": "#1f77b4", "mias": "#2ca02c", "ultrasound": "#d62728"}
+    any_capped = False
     for name in datasets:
         sub = cca[cca["dataset"] == name].set_index("layer")
         color = _color(name, palette, datasets)
         sim = np.array([float(sub.at[l, "similarity"]) if l in sub.index else np.nan for l in layers])
         ax.plot(x, sim, marker="o", color=color, label=name)
+        if "rank_cap" in sub.columns:
+            capped = np.array([bool(sub.at[l, "rank_cap"]) if l in sub.index and isinstance(sub.at[l, "rank_cap"], str)
+                               else False for l in layers])
+            if capped.any():
+                any_capped = True
+                ax.plot(x[capped], sim[capped], linestyle="none", marker="o", markersize=9, markerfacecolor="white",
+                        markeredgecolor=color)
         if "baseline" in sub.columns:
             base = np.array([float(sub.at[l, "baseline"]) if l in sub.index else np.nan for l in layers])
             if np.isfinite(base).any():
@@ -95,6 +105,9 @@ def plot_cca(
     ax.set_ylim(0.0, 1.05)
     ax.grid(True, alpha=0.3)
     ax.set_title(title, fontsize=10)
+    if any_capped:
+        ax.text(0.01, 0.01, "hollow: SVCCA rank capped by the datapoints available (see rank_cap)",
+                transform=ax.transAxes, fontsize=7, va="bottom")
     if datasets:
         ax.legend(fontsize=8, loc="best")
     return _save(fig, Path(path), dpi)

@@ -50,6 +50,19 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from tlcore.design import PAPER_DESIGN, fraction_key
+from tlcore.metrics import holm  # noqa: F401 - re-exported for report users
+from tlcore.similarity import describe_trend
+from tracking.tables import (
+    ALPHA,
+    CCA_BLOCKS,
+    NOT_LEARNT,
+    PRETRAINING_COLUMNS,
+    controls_table,
+    delong_tables,
+    models_not_learnt,
+    pretraining_table,
+)
 from tracking.schema import (
     CHAMPION_ALIAS,
     DEFAULT_EXPERIMENT,
@@ -64,16 +77,18 @@ from tracking.schema import (
     run_name,
 )
 
-TARGET_DATASETS: tuple[str, ...] = ("inbreast", "mias", "ultrasound")  # Tables 1, 2, 3
-HYBRID_DATASETS: tuple[str, ...] = ("mias", "inbreast", "ultrasound")  # Table 4 order
-PAPER_MODELS: tuple[str, ...] = ("vgg16", "resnet50", "inception_v3", "patch_cnn")
-PAPER_INITS: tuple[str, ...] = ("random", "imagenet", "ddsm")
-FT_COLUMNS: dict[str, str] = {"0.0": "no_ft", "0.1": "ft_0.1", "0.2": "ft_0.2"}
-HYBRID_FRACTIONS: tuple[str, ...] = ("0.1", "0.2")
-HYBRID_MODEL = "resnet50"
-CCA_LAYERS: tuple[str, ...] = ("conv1", "block1", "block2", "block3", "block4")
+# Views of the study design (tlcore.design): the report asks it, it keeps no lists of its own.
+DESIGN = PAPER_DESIGN
+TARGET_DATASETS: tuple[str, ...] = DESIGN.target_datasets  # Tables 1, 2, 3
+HYBRID_DATASETS: tuple[str, ...] = DESIGN.hybrid_table_order  # Table 4 order
+PAPER_MODELS: tuple[str, ...] = DESIGN.models
+PAPER_INITS: tuple[str, ...] = DESIGN.inits
+FT_COLUMNS: dict[str, str] = {fraction_key(f): ("no_ft" if f == 0 else f"ft_{fraction_key(f)}")
+                              for f in DESIGN.ft_fractions}
+HYBRID_FRACTIONS: tuple[str, ...] = tuple(fraction_key(f) for f in DESIGN.hybrid_fractions)
+HYBRID_MODEL = DESIGN.hybrid_model
+CCA_LAYERS: tuple[str, ...] = DESIGN.cca_layers
 PRIMARY_CCA_MEASURE = "cca"
-ALPHA = 0.05
 PAPER_AUC_FILE = "paper_auc.csv"
 
 _CCA_METRIC = re.compile(r"^metrics\.(?P<measure>[a-z0-9_]+?)(?P<base>_baseline)?_(?P<layer>conv1|block[1-4])$")
@@ -81,7 +96,8 @@ _REASON_TAG = re.compile(r"(error|reason|failure)", re.IGNORECASE)
 _BASE_COLUMNS = ["run_id", "status", "start_time", "artifact_uri"]
 _TABLE_PARAMS = frozenset({Param.DATASET, Param.MODEL, Param.INIT, Param.FT_FRACTION, Param.TRANSFER, Param.SEED})
 _TABLE_METRICS = frozenset({Metric.TEST_AUC, Metric.TEST_AUC_CI_LOW, Metric.TEST_AUC_CI_HIGH})
-_DDSM_TAGS = frozenset({Tag.DDSM_MODEL_NAME, Tag.DDSM_MODEL_VERSION, Tag.DDSM_SOURCE_RUN_ID, Tag.DDSM_MODEL_URI})
+_REPORT_TAGS = frozenset({Tag.DDSM_MODEL_NAME, Tag.DDSM_MODEL_VERSION, Tag.DDSM_SOURCE_RUN_ID, Tag.DDSM_MODEL_URI,
+                        Tag.SYNTHETIC_DATA, Tag.CCA_RANK_CAP, Tag.CCA_SOURCE_RUN_ID})  # tags the report reads
 _KEY = ["dataset", "model", "init", "transfer", "ft_fraction"]
 _FT_LABELS = {"0.0": "No FT", "0.1": "FT 0.1", "0.2": "FT 0.2"}
 _IMAGENET_HINT = (
@@ -186,7 +202,7 @@ def _wanted_param(key: str) -> bool:
 
 
 def _wanted_tag(key: str) -> bool:
-    return key == Tag.STAGE or key in _DDSM_TAGS or bool(_REASON_TAG.search(key))
+    return key == Tag.STAGE or key in _REPORT_TAGS or bool(_REASON_TAG.search(key))
 
 
 def _wanted_metric(key: str) -> bool:
@@ -257,7 +273,7 @@ def _load_runs_sql(uri: str, experiment: str) -> pd.DataFrame:
 
             params = pairs(params_t, [params_t.c.value], params_t.c.key.in_(sorted(_TABLE_PARAMS)))
             lowered = func.lower(tags_t.c.key)
-            tag_where = or_(tags_t.c.key == Tag.STAGE, tags_t.c.key.in_(sorted(_DDSM_TAGS)),
+            tag_where = or_(tags_t.c.key == Tag.STAGE, tags_t.c.key.in_(sorted(_REPORT_TAGS)),
                             lowered.like("%error%"), lowered.like("%reason%"), lowered.like("%failure%"))
             tags = pairs(tags_t, [tags_t.c.value], tag_where)
             metric_where = or_(metrics_t.c.key.in_(sorted(_TABLE_METRICS)), metrics_t.c.key.like("%conv1"),
@@ -428,30 +444,29 @@ def _seed_key(seed: str) -> tuple[int, float, str]:
 
 
 # ------------------------------------------------------------------------------ tables
-def not_applicable(model: str, init: str, ft_fraction: str) -> str | None:
-    """Why a cell cannot exist, or None: ImageNet without fine-tuning; patch CNN from ImageNet."""
-    if init == "imagenet" and model == "patch_cnn":
-        return "not applicable: the patch CNN is not trained from ImageNet"
-    if init == "imagenet" and ft_fraction == "0.0":
-        return "not applicable: an ImageNet model without fine-tuning has a 1000-class head"
-    return None
+def not_applicable(model: str, init: str, ft_fraction: str, transfer: str = "all") -> str | None:
+    """Why a cell cannot exist, or None (the study design's rule)."""
+    return DESIGN.not_applicable(model, init, ft_fraction, transfer)
 
 
 def table_rows(cells: dict[tuple[str, ...], dict[str, Any]], dataset: str) -> list[tuple[str, str]]:
     """(model, init) rows of a dataset table: the paper's rows in its order, then extras."""
-    rows = [(m, i) for m in PAPER_MODELS for i in PAPER_INITS if not (m == "patch_cnn" and i == "imagenet")]
+    rows = DESIGN.table_rows()
     extras = sorted(
-        {(k[1], k[2]) for k in cells if k[0] == dataset and k[3] == "all" and k[4] in FT_COLUMNS}
+        {(k[1], k[2]) for k in cells if k[0] == dataset and k[3] == "all" and k[4] in FT_COLUMNS
+         and k[1] in PAPER_MODELS and not DESIGN.row_not_applicable(k[1], k[2])}
         - set(rows)
-        - {("patch_cnn", "imagenet")}
     )
     return rows + extras
 
 
-def performance_table(cells: dict[tuple[str, ...], dict[str, Any]], dataset: str) -> pd.DataFrame:
+def performance_table(cells: dict[tuple[str, ...], dict[str, Any]], dataset: str,
+                      not_learnt: Iterable[str] = ()) -> pd.DataFrame:
     """Table 1/2/3 for ``dataset``: ``model, init, no_ft, ft_0.1, ft_0.2`` (mean test AUC over
     seeds, transfer=all), then ``<col>_ci_low``, ``<col>_ci_high``, ``<col>_sd``,
-    ``<col>_n_seeds`` and ``notes``."""
+    ``<col>_n_seeds`` and ``notes``. DDSM rows of the ``not_learnt`` models say that they
+    are not interpretable."""
+    not_learnt = set(not_learnt)
     records = []
     for model, init in table_rows(cells, dataset):
         rec: dict[str, Any] = {"model": model, "init": init}
@@ -468,6 +483,8 @@ def performance_table(cells: dict[tuple[str, ...], dict[str, Any]], dataset: str
                 notes.append(f"{col}: not applicable")
             elif not cell:
                 notes.append(f"{col}: not run")
+        if init == "ddsm" and model in not_learnt:
+            notes.append(f"{model} {NOT_LEARNT}")
         rec["notes"] = "; ".join(notes)
         records.append(rec)
     cols = ["model", "init", *FT_COLUMNS.values()]
@@ -480,7 +497,7 @@ def hybrid_table(cells: dict[tuple[str, ...], dict[str, Any]]) -> pd.DataFrame:
     """Table 4: ``dataset, init, ft_fraction, all, hybrid`` for ResNet-50 (+ CI and n_seeds)."""
     records = []
     for dataset in HYBRID_DATASETS:
-        for init in PAPER_INITS:
+        for init in (i for i in PAPER_INITS if not DESIGN.row_not_applicable(HYBRID_MODEL, i)):
             for frac in HYBRID_FRACTIONS:
                 rec: dict[str, Any] = {"dataset": dataset, "init": init, "ft_fraction": frac}
                 for transfer in ("all", "hybrid"):
@@ -533,16 +550,30 @@ def cca_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
                 rec[measure] = mean_of(measure, False)
                 rec[f"{measure}_baseline"] = mean_of(measure, True)
             rec["n_runs"] = len(sub)
+            capped = [n for n in (_rank_caps(v).get(layer) for v in _col(sub, f"tags.{Tag.CCA_RANK_CAP}")) if n]
+            rec["rank_cap"] = (f"{len(capped)} of {len(sub)} run(s): {capped[0]}" if capped else "")
             records.append(rec)
     cols = ["dataset", "layer", "similarity", "baseline"]
     for measure in others:
         cols += [measure, f"{measure}_baseline"]
-    table = pd.DataFrame(records, columns=cols + ["n_runs"])
+    table = pd.DataFrame(records, columns=cols + ["n_runs", "rank_cap"])
     # Drop measure columns that no dataset filled (e.g. a measure only logged as a baseline).
-    empty = [c for c in cols[4:] if table[c].isna().all()]
+    empty = [c for c in cols[4:] if table[c].isna().all()]  # rank_cap and n_runs always stay
     table = table.drop(columns=empty)
     table.attrs["measure"] = primary or PRIMARY_CCA_MEASURE
     return table, len(runs)
+
+
+def _rank_caps(tag: Any) -> dict[str, str]:
+    """``{layer: note}`` from a CCA run's ``tlstudy.cca_rank_cap`` tag (``"block4: <note> | ..."``)."""
+    if not isinstance(tag, str) or not tag:
+        return {}
+    out = {}
+    for part in tag.split(" | "):
+        layer, _, note = part.partition(": ")
+        if note:
+            out[layer.strip()] = note.strip()
+    return out
 
 
 def load_paper_auc() -> pd.DataFrame:
@@ -585,12 +616,11 @@ def missing_cells(
             for frac in FT_COLUMNS:
                 expected.append((f"table_{dataset}", dataset, model, init, "all", frac))
     for dataset in HYBRID_DATASETS:
-        for init in PAPER_INITS:
-            for frac in HYBRID_FRACTIONS:
-                expected.append(("table_hybrid", dataset, HYBRID_MODEL, init, "hybrid", frac))
+        for cell in DESIGN.hybrid_cells(dataset):
+            expected.append(("table_hybrid", *cell.key))
     key_frame = runs.set_index(_KEY).sort_index() if not runs.empty else None
     for table, dataset, model, init, transfer, frac in expected:
-        na = not_applicable(model, init, frac)
+        na = not_applicable(model, init, frac, transfer)
         if na:
             out.append(MissingCell(table, dataset, model, init, transfer, frac, na))
             continue
@@ -598,9 +628,12 @@ def missing_cells(
             continue
         out.append(MissingCell(table, dataset, model, init, transfer, frac,
                                _why_missing(key_frame, (dataset, model, init, transfer, frac))))
-    for dataset in TARGET_DATASETS:  # the row the paper (and our tables) leave out
-        out.append(MissingCell(f"table_{dataset}", dataset, "patch_cnn", "imagenet", "all", "-",
-                               not_applicable("patch_cnn", "imagenet", "-") or ""))
+    for dataset in TARGET_DATASETS:  # rows the paper (and our tables) leave out
+        for model in PAPER_MODELS:
+            for init in PAPER_INITS:
+                reason = DESIGN.row_not_applicable(model, init)
+                if reason:
+                    out.append(MissingCell(f"table_{dataset}", dataset, model, init, "all", "-", reason))
     present = set(cca["dataset"]) if len(cca) else set()
     for dataset in TARGET_DATASETS:
         if dataset not in present:
@@ -715,146 +748,73 @@ def _no_progress_bar() -> Iterator[None]:
             os.environ[key] = old
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN entries stay NaN and are not counted)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
-    order = sorted(idx, key=lambda i: pvalues[i])
-    m = len(order)
-    adjusted = [math.nan] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def delong_comparisons(
-    picks: Sequence[_Pick], predictions: Callable[[str, str], pd.DataFrame]
-) -> pd.DataFrame:
-    """DeLong DDSM-vs-random per pick; ``predictions(run_id, artifact_uri)`` returns a table."""
-    records = []
-    for pick in picks:
-        if "ddsm" not in pick.runs or "random" not in pick.runs:
-            continue
-        from tlcore.metrics import delong_test
-        rec: dict[str, Any] = {
-            "dataset": pick.dataset, "model": pick.model, "ft_fraction": pick.ft_fraction, "seed": pick.seed,
-            "run_id_ddsm": pick.runs["ddsm"][0], "run_id_random": pick.runs["random"][0],
-            "n_images": 0, "auc_ddsm": math.nan, "auc_random": math.nan, "diff": math.nan,
-            "z": math.nan, "p_value": math.nan, "note": "",
-        }
-        try:
-            a = predictions(*pick.runs["ddsm"])
-            b = predictions(*pick.runs["random"])
-            joined = a.merge(b, on="image_id", suffixes=("_ddsm", "_random"), validate="one_to_one")
-            if len(joined) == 0:
-                raise ReportError("the two runs share no test image_id")
-            if (joined["label_ddsm"] != joined["label_random"]).any():
-                raise ReportError("the two runs disagree on labels of the same image_id")
-            result = delong_test(joined["label_ddsm"].to_numpy(), joined["score_ddsm"].to_numpy(),
-                                 joined["score_random"].to_numpy())
-            rec.update(n_images=len(joined), auc_ddsm=result.auc_a, auc_random=result.auc_b,
-                       diff=result.diff, z=result.z, p_value=result.p_value)
-            if len(joined) < max(len(a), len(b)):
-                rec["note"] = f"joined on {len(joined)} of {len(a)}/{len(b)} image ids"
-        except (ReportError, ValueError) as exc:
-            rec["note"] = str(exc)[:300]
-        records.append(rec)
-    cols = ["dataset", "model", "ft_fraction", "seed", "n_images", "auc_ddsm", "auc_random", "diff", "z",
-            "p_value", "p_holm", "significant", "run_id_ddsm", "run_id_random", "note"]
-    table = pd.DataFrame(records, columns=[c for c in cols if c not in ("p_holm", "significant")])
-    table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
-    table["significant"] = pd.array([None if math.isnan(p) else bool(p < ALPHA) for p in table["p_value"]],
-                                    dtype="boolean")
-    order = {d: i for i, d in enumerate(TARGET_DATASETS)}
-    morder = {m: i for i, m in enumerate(PAPER_MODELS)}
-    if len(table):
-        table = table.sort_values(
-            ["dataset", "model", "ft_fraction"],
-            key=lambda s: s.map(order).fillna(99) if s.name == "dataset" else (
-                s.map(morder).fillna(99) if s.name == "model" else s),
-            kind="stable",
-        ).reset_index(drop=True)
-    return table[cols]
-
-
 # ------------------------------------------------------------------------------ findings
 def _fmt(x: float, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or (isinstance(x, (float, np.floating)) and math.isnan(x)):
         return "NA"
     return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
-def write_findings(
-    tables: dict[str, pd.DataFrame], delong: pd.DataFrame, cca: pd.DataFrame, comparison: pd.DataFrame
-) -> list[str]:
-    """Short findings computed from the tables: each sentence states the numbers behind it."""
+def _gap_text(diff: float) -> str:
+    return f"DDSM over random initialisation by {diff:+.3f}" if diff >= 0 else \
+        f"random over DDSM initialisation by {-diff:+.3f}"
+
+
+def _p(p: float) -> str:
+    return "NA" if p is None or math.isnan(p) else (f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}")
+
+
+def cca_trend(cca: pd.DataFrame, dataset: str) -> str:
+    """The honest shape of a dataset's per-layer similarity curve (see :func:`describe_trend`)."""
+    sims = cca[cca["dataset"] == dataset].set_index("layer")["similarity"].reindex(CCA_LAYERS).dropna()
+    if len(sims) < 2:
+        return "too few layers"
+    return describe_trend(sims.to_numpy(dtype=float), list(sims.index))
+
+
+def write_findings(tables: dict[str, pd.DataFrame], cca: pd.DataFrame) -> list[str]:
+    """Findings computed from the tables: only effects that survive Holm's adjustment, each with its p-values.
+
+    A model whose pre-training did not learn is named first; its comparisons are marked
+    as not interpretable. The CCA curves are described by their measured shape.
+    """
     out: list[str] = []
-    for dataset in TARGET_DATASETS:
-        table = tables[dataset]
-        parts = []
-        gaps: dict[str, float] = {}
-        diffs: dict[str, pd.Series] = {}
-        for frac, col in FT_COLUMNS.items():
-            ddsm = table[table["init"] == "ddsm"].set_index("model")[col]
-            rand = table[table["init"] == "random"].set_index("model")[col]
-            diff = (ddsm - rand).dropna()
-            if diff.empty:
-                continue
-            gaps[frac] = float(diff.mean())
-            diffs[frac] = diff
-            dl = delong[(delong["dataset"] == dataset) & (delong["ft_fraction"] == frac) & delong["p_value"].notna()]
-            sig = dl[dl["significant"].fillna(False).astype(bool)]
-            up = int((sig["diff"] > 0).sum())
-            parts.append(
-                f"{_FT_LABELS[frac]} {_fmt(gaps[frac], True)} over {len(diff)} model(s)"
-                + (f" (DeLong p<{ALPHA}: {len(sig)}/{len(dl)} models, DDSM higher in {up})" if len(dl) else
-                   " (no DeLong test: predictions missing)")
-            )
-        if not parts:
-            out.append(f"{dataset}: no DDSM/random pair has been run yet.")
-            continue
-        sentence = f"{dataset}: mean AUC gain of DDSM over random initialisation: " + "; ".join(parts) + "."
-        later = [f for f in gaps if f != "0.0"]
-        if "0.0" in gaps and later:
-            last = max(later)
-            both = (diffs["0.0"].to_frame("a").join(diffs[last].to_frame("b"), how="inner"))
-            if len(both):
-                a, b = float(both["a"].mean()), float(both["b"].mean())
-                change = "shrinks" if abs(b) < abs(a) else "does not shrink"
-                sentence += (f" On the {len(both)} model(s) run both ways the gap {change} with fine-tuning "
-                             f"({_fmt(a, True)} without, {_fmt(b, True)} at {_FT_LABELS[last]}).")
-        out.append(sentence)
-    if len(cca):
-        for dataset, grp in cca.groupby("dataset", sort=False):
-            sims = grp.set_index("layer")["similarity"].reindex(CCA_LAYERS)
-            valid = sims.dropna()
-            if len(valid) < 2:
-                continue
-            slope = float(np.polyfit([CCA_LAYERS.index(l) for l in valid.index], valid.to_numpy(), 1)[0])
-            trend = "decreasing" if slope < 0 else "increasing"
-            base = grp["baseline"].mean() if "baseline" in grp else math.nan
-            out.append(
-                f"CCA {dataset}: similarity {_fmt(valid.iloc[0])} at {valid.index[0]} to {_fmt(valid.iloc[-1])} at "
-                f"{valid.index[-1]} (slope {_fmt(slope, True)} per layer, {trend}); mean random-network baseline "
-                f"{_fmt(float(base))}."
-            )
-    hyb = tables["hybrid"].dropna(subset=["all", "hybrid"])
-    if len(hyb):
-        d = (hyb["hybrid"] - hyb["all"])
-        out.append(f"Hybrid vs all (ResNet-50): mean difference {_fmt(float(d.mean()), True)}, largest "
-                   f"|difference| {_fmt(float(d.abs().max()))} over {len(hyb)} cells.")
-    both = comparison.dropna(subset=["ours"])
-    if len(both):
-        out.append(f"Against the paper: mean |ours - paper| {_fmt(float(both['diff'].abs().mean()))} over "
-                   f"{len(both)} of {len(comparison)} reported cells; ours higher in {int((both['diff'] > 0).sum())}.")
+    pre = tables.get("pretraining", pd.DataFrame(columns=PRETRAINING_COLUMNS))
+    not_learnt = models_not_learnt(pre)
+    for row in pre[pre["model"].isin(not_learnt)].itertuples(index=False):
+        out.append(f"{row.model} {NOT_LEARNT}: DDSM test AUC {_fmt(row.test_auc)} "
+                   f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}].")
+    pooled, combined = tables["delong_pooled"], tables["delong"]
+    for row in pooled[pooled["significant"].fillna(False).astype(bool)].itertuples(index=False):
+        out.append(f"{row.dataset} {_FT_LABELS.get(row.ft_fraction, row.ft_fraction)}: {_gap_text(row.diff)} "
+                   f"on average over {row.n_models} model(s) [{_fmt(row.ci_low, True)}, {_fmt(row.ci_high, True)}] "
+                   f"(seeds {row.seeds}; DeLong contrast p={_p(row.p_value)}, Holm p={_p(row.p_holm)}).")
+    for row in combined[combined["significant"].fillna(False).astype(bool)].itertuples(index=False):
+        caveat = " -- not interpretable: the model did not learn the DDSM task" if row.model in not_learnt else ""
+        out.append(f"{row.dataset} {row.model} {_FT_LABELS.get(row.ft_fraction, row.ft_fraction)}: "
+                   f"{_gap_text(row.diff)} [{_fmt(row.ci_low, True)}, {_fmt(row.ci_high, True)}] "
+                   f"({row.n_seeds} seed(s), DeLong p={_p(row.p_value)}, Holm p={_p(row.p_holm)}){caveat}.")
+    n_c, n_p = int(combined["p_value"].notna().sum()), int(pooled["p_value"].notna().sum())
+    s_c = int(combined["significant"].fillna(False).astype(bool).sum())
+    s_p = int(pooled["significant"].fillna(False).astype(bool).sum())
+    out.append(f"{s_c} of {n_c} per-model and {s_p} of {n_p} pooled DDSM-vs-random comparisons survive Holm's "
+               f"adjustment at {ALPHA}; no other difference between initialisations is claimed.")
+    for dataset in dict.fromkeys(cca["dataset"]) if len(cca) else ():
+        grp = cca[cca["dataset"] == dataset]
+        blocks = grp[grp["layer"].isin(CCA_BLOCKS)]
+        capped = [r.layer for r in grp.itertuples(index=False) if getattr(r, "rank_cap", "")]
+        out.append(
+            f"CCA {dataset}: per-layer similarity is {cca_trend(cca, dataset)}; mean over "
+            f"{', '.join(CCA_BLOCKS)} {_fmt(float(blocks['similarity'].mean()))} against a random-network baseline "
+            f"of {_fmt(float(blocks['baseline'].mean()))}"
+            + (f"; SVCCA rank capped by the datapoints at {', '.join(capped)}" if capped else "") + ".")
     return out
 
 
 # ------------------------------------------------------------------------------ document
 @dataclass(frozen=True)
 class _Block:
-    kind: str  # h1 | h2 | p | ul | table | img
+    kind: str  # h1 | h2 | banner | p | ul | table | img
     text: str = ""
     items: tuple[str, ...] = ()
     frame: pd.DataFrame | None = None
@@ -896,6 +856,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%;margin:.5em 0}
 p.small,li{font-size:.92em}
+div.banner{border:2px solid #b8860b;background:#fff8dc;padding:.7em 1em;margin:1em 0;font-weight:600}
 """
 
 
@@ -909,6 +870,8 @@ def render_markdown(blocks: Iterable[_Block]) -> str:
             out.append(f"## {b.text}")
         elif b.kind == "p":
             out.append(b.text)
+        elif b.kind == "banner":
+            out.append(f"> **{b.text}**")
         elif b.kind == "ul":
             out.append("\n".join(f"- {i}" for i in b.items) if b.items else "- (none)")
         elif b.kind == "table" and b.frame is not None:
@@ -928,6 +891,8 @@ def render_html(blocks: Iterable[_Block], title: str) -> str:
             parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
         elif b.kind == "p":
             parts.append(f"<p>{html.escape(b.text)}</p>")
+        elif b.kind == "banner":
+            parts.append(f"<div class=\"banner\" role=\"note\">{html.escape(b.text)}</div>")
         elif b.kind == "ul":
             items = b.items or ("(none)",)
             parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
@@ -955,7 +920,9 @@ def _display_table(table: pd.DataFrame, paper: pd.DataFrame, dataset: str) -> pd
             elif r[f"{col}_n_seeds"] == 0:
                 rec[_FT_LABELS[frac]] = "NA (not run)"
             else:
-                rec[_FT_LABELS[frac]] = (f"{r[col]:.3f} [{_cell_text(r[f'{col}_ci_low'])}, "
+                sd = r[f"{col}_sd"]
+                spread = f" ±{sd:.3f}" if r[f"{col}_n_seeds"] > 1 and not math.isnan(sd) else ""
+                rec[_FT_LABELS[frac]] = (f"{r[col]:.3f}{spread} [{_cell_text(r[f'{col}_ci_low'])}, "
                                          f"{_cell_text(r[f'{col}_ci_high'])}] n={r[f'{col}_n_seeds']}")
             p = pmap.get((r["model"], r["init"], frac))
             rec[f"{_FT_LABELS[frac]} paper"] = "NA" if p is None else f"{p:.3f}"
@@ -1024,7 +991,10 @@ def build_report(
     ft = finetune_runs(frame)
     finished = finished_cells(ft)
     cells = aggregate_cells(finished)
-    tables: dict[str, pd.DataFrame] = {d: performance_table(cells, d) for d in TARGET_DATASETS}
+    pretraining = pretraining_table(frame)
+    not_learnt = set(models_not_learnt(pretraining))
+    tables: dict[str, pd.DataFrame] = {d: performance_table(cells, d, not_learnt) for d in TARGET_DATASETS}
+    tables["pretraining"] = pretraining
     tables["hybrid"] = hybrid_table(cells)
     cca, n_cca = cca_table(frame)
     tables["cca"] = cca
@@ -1042,7 +1012,7 @@ def build_report(
     picks = plan_prediction_runs(finished) if predictions else []
     cache: dict[str, pd.DataFrame | Exception] = {}
     roc_curves: dict[str, list[Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="tlstudy-report-") if picks else nullcontext() as tmp:
+    with tempfile.TemporaryDirectory(prefix="tlstudy-report-") if predictions else nullcontext() as tmp:
         fetch = _downloader(uri, Path(tmp or "."))
 
         def cached(run_id: str, artifact_uri: str) -> pd.DataFrame:
@@ -1053,10 +1023,10 @@ def build_report(
                     cache[run_id] = exc
             hit = cache[run_id]
             if isinstance(hit, Exception):
-                raise ReportError(str(hit))
+                raise ValueError(str(hit))
             return hit
 
-        delong = delong_comparisons(picks, cached)
+        stats = delong_tables(finished if predictions else finished.iloc[0:0], cached)
         if figures and picks:
             from tracking.figures import RocCurve
 
@@ -1066,7 +1036,7 @@ def build_report(
                         continue
                     try:
                         pred = cached(*pick.runs[init])
-                    except ReportError:
+                    except ValueError:
                         continue
                     y = pred["label"].to_numpy()
                     if len(set(y.tolist())) < 2:
@@ -1074,7 +1044,10 @@ def build_report(
                     roc_curves.setdefault(pick.dataset, []).append(
                         RocCurve(panel=pick.model, init=init, ft_fraction=pick.ft_fraction,
                                  labels=y, scores=pred["score"].to_numpy(), seed=pick.seed))
-    tables["delong"] = delong
+    tables["delong"] = stats["combined"]
+    tables["delong_seeds"] = stats["per_seed"]
+    tables["delong_pooled"] = stats["pooled"]
+    tables["controls"] = controls_table(stats["pooled"], stats["combined"], cells, cca)
     failed = sorted(str(v) for v in cache.values() if isinstance(v, Exception))
     if failed:
         notes.append(f"{len(failed)} prediction artifact(s) could not be used: " + " / ".join(failed[:5]))
@@ -1085,7 +1058,8 @@ def build_report(
         files[f"table_{dataset}"] = _write_csv(tables[dataset], out / f"table_{dataset}.csv")
     for name in ("hybrid",):
         files[f"table_{name}"] = _write_csv(tables[name], out / f"table_{name}.csv")
-    for name in ("cca", "delong", "paper_comparison", "missing", "ddsm_checkpoints"):
+    for name in ("cca", "delong", "delong_seeds", "delong_pooled", "controls", "pretraining", "paper_comparison",
+                 "missing", "ddsm_checkpoints"):
         files[name] = _write_csv(tables[name], out / f"{name}.csv")
     digest = _digest(experiment, [files[k] for k in sorted(files)])
 
@@ -1101,9 +1075,11 @@ def build_report(
                 files[f"roc_{dataset}"] = path
     timings["figures_s"] = time.perf_counter() - t
 
-    findings = write_findings(tables, delong, cca, tables["paper_comparison"])
-    blocks = _document(experiment, uri, tables, paper, delong, missing, notes, findings, files,
-                       n_runs=len(frame), n_ft=len(ft), n_cca=n_cca, predictions=predictions)
+    findings = write_findings(tables, cca)
+    notes.extend(_paper_notes(tables["hybrid"], tables["paper_comparison"]))
+    synthetic = synthetic_share(frame)
+    blocks = _document(experiment, uri, tables, paper, missing, notes, findings, files,
+                       n_runs=len(frame), n_ft=len(ft), n_cca=n_cca, predictions=predictions, synthetic=synthetic)
     md_path = out / "report.md"
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     files["report_md"] = md_path
@@ -1160,12 +1136,83 @@ def _notes(frame: pd.DataFrame, ft: pd.DataFrame, finished: pd.DataFrame, cca: p
     return notes
 
 
+def synthetic_share(frame: pd.DataFrame) -> tuple[int, int]:
+    """(runs on look-alike data, runs that say either way), from the runs' ``tlstudy.synthetic_data`` tag."""
+    tag = _col(frame, f"tags.{Tag.SYNTHETIC_DATA}").dropna().astype(str)
+    return int((tag == "true").sum()), int(len(tag))
+
+
+SYNTHETIC_BANNER = (
+    "SYNTHETIC LOOK-ALIKE DATA. {n} of {m} runs of this report were trained and scored on tlstudy's look-alike "
+    "data (the data root holds SYNTHETIC_DATA.txt), not on patient images. They are controls with a known "
+    "answer, built by tlcore.data.synth: the CBIS-DDSM-, INbreast- and MIAS-like sets share one malignancy "
+    "signal, so DDSM pre-training should help the two mammogram-like targets without fine-tuning (positive "
+    "control); the ultrasound-like set carries a different, independently learnable signal, so it should not "
+    "(negative control), while fine-tuning from random weights should learn every target. What they can show: "
+    "whether this pipeline detects a transfer effect that is there, reports none where there is none, and "
+    "separates the two with its statistics. What they cannot show: anything about real mammography or "
+    "ultrasound, or about the paper's clinical numbers."
+)
+
+
+def _paper_notes(hybrid: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
+    """Descriptive comparisons (no test behind them), kept out of the findings."""
+    out = []
+    hyb = hybrid.dropna(subset=["all", "hybrid"])
+    if len(hyb):
+        d = hyb["hybrid"] - hyb["all"]
+        out.append(f"Descriptive, untested: hybrid minus all (ResNet-50) {_fmt(float(d.mean()), True)} on average, "
+                   f"largest |difference| {_fmt(float(d.abs().max()))} over {len(hyb)} cells.")
+    both = comparison.dropna(subset=["ours"])
+    if len(both):
+        out.append(f"Descriptive: mean |ours - paper| {_fmt(float(both['diff'].abs().mean()))} over {len(both)} of "
+                   f"{len(comparison)} reported cells; ours higher in {int((both['diff'] > 0).sum())}.")
+    return out
+
+
+def _display_pretraining(pre: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "model": r.model, "seed": r.seed,
+        "DDSM test AUC [95% CI]": f"{r.test_auc:.3f} [{_cell_text(r.ci_low)}, {_cell_text(r.ci_high)}]",
+        "learnt": "unknown" if pd.isna(r.learnt) else ("yes" if r.learnt else "NO"), "note": r.note,
+    } for r in pre.itertuples(index=False)], columns=["model", "seed", "DDSM test AUC [95% CI]", "learnt", "note"])
+
+
+def _display_controls(controls: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in controls.to_dict("records"):
+        rows.append({
+            "target": r["dataset"],
+            "No-FT gap DDSM-random [95% CI], Holm p": f"{_fmt(r['no_ft_gap'], True)} [{_fmt(r['no_ft_ci_low'], True)}, "
+                                                       f"{_fmt(r['no_ft_ci_high'], True)}], {_p(r['no_ft_p_holm'])}",
+            "DDSM No-FT AUC": _fmt(r["ddsm_no_ft_auc"]),
+            "models with gap >= 0.10": f"{r['models_gap_ge_0.10']} of {int(r['models'])}",
+            "FT 0.2 gap [95% CI], Holm p": f"{_fmt(r['ft_0.2_gap'], True)} [{_fmt(r['ft_0.2_ci_low'], True)}, "
+                                           f"{_fmt(r['ft_0.2_ci_high'], True)}], {_p(r['ft_0.2_p_holm'])}",
+            "random FT 0.2 AUC (min over models)": _fmt(r["random_ft_0.2_auc_min"]),
+            "SVCCA block1-4 mean (random net)": f"{_fmt(r['svcca_block_mean'])} ({_fmt(r['svcca_block_baseline'])})",
+        })
+    return pd.DataFrame(rows)
+
+
+def _display_delong(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for r in table.to_dict("records"):
+        rec = {k: r[k] for k in keys}
+        rec.update({"AUC DDSM / random": f"{_fmt(r['auc_ddsm'])} / {_fmt(r['auc_random'])}",
+                    "diff [95% CI]": f"{_fmt(r['diff'], True)} [{_fmt(r['ci_low'], True)}, {_fmt(r['ci_high'], True)}]",
+                    "p": _p(r["p_value"]), "Holm p": _p(r["p_holm"]),
+                    "survives Holm": "" if pd.isna(r["significant"]) else ("yes" if r["significant"] else "no"),
+                    "note": r["note"]})
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
 def _document(
     experiment: str,
     uri: str,
     tables: dict[str, pd.DataFrame],
     paper: pd.DataFrame,
-    delong: pd.DataFrame,
     missing: list[MissingCell],
     notes: list[str],
     findings: list[str],
@@ -1175,26 +1222,37 @@ def _document(
     n_ft: int,
     n_cca: int,
     predictions: bool,
+    synthetic: tuple[int, int] = (0, 0),
 ) -> list[_Block]:
-    b: list[_Block] = [
-        _Block("h1", f"Transfer-learning study report: experiment {experiment}"),
+    b: list[_Block] = [_Block("h1", f"Transfer-learning study report: experiment {experiment}")]
+    if synthetic[0]:
+        b.append(_Block("banner", SYNTHETIC_BANNER.format(n=synthetic[0], m=synthetic[1])))
+    b += [
         _Block("p", f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {n_runs} runs of tracking store "
                     f"{_safe_uri(uri)} ({n_ft} fine-tune, {n_cca} finished CCA runs). The tables come from one "
                     "read of the experiment's runs (no per-run requests); prediction artifacts are used only for "
                     "the ROC curves and DeLong tests."),
-        _Block("h2", "Findings (computed from the tables)"),
+        _Block("h2", "Findings (computed from the tables; only effects that survive Holm's adjustment)"),
         _Block("ul", items=tuple(findings)),
+        _Block("h2", "Pre-training on DDSM: did each model learn the source task?"),
+        _Block("table", frame=_display_pretraining(tables["pretraining"])),
+        _Block("h2", "Controls summary: DDSM minus random initialisation per target"),
+        _Block("p", "Gaps are the mean over models of DDSM-init AUC minus random-init AUC, tested as one DeLong "
+                    "contrast of all those AUCs on each seed's shared test set (seeds combined by inverse-variance "
+                    "weighting; Holm over the targets and fractions). SVCCA: mean over block1-block4 of the "
+                    "similarity between the DDSM model and the network the FT 0.2 cell fine-tuned."),
+        _Block("table", frame=_display_controls(tables["controls"])),
         _Block("h2", "How to read the tables"),
         _Block("ul", items=(
             "Cell = mean test AUC over seeds (FINISHED runs; the newest run per seed), transfer = all.",
-            ("[low, high] = mean of the per-seed bootstrap 95% CI bounds (test_auc_ci_low/high); with one seed "
-             "it is that run's bootstrap CI. It reflects test-set sampling; seed-to-seed SD is in the CSV "
-             "(<col>_sd). n = number of seeds."),
+            ("+-sd = seed-to-seed sample SD (with more than one seed); [low, high] = mean of the per-seed "
+             "bootstrap 95% CI bounds (test_auc_ci_low/high), the test-set sampling uncertainty; with one seed "
+             "it is that run's bootstrap CI. n = number of seeds."),
             ("NA (n/a) = not applicable: ImageNet without fine-tuning (1000-class head) and the patch CNN from "
              "ImageNet (row omitted as in the paper). NA (not run) = no FINISHED run; see Missing results."),
-            (f"DeLong: DDSM vs random on one seed (the smallest both have), predictions joined on image_id; "
-             f"significant = p < {ALPHA} (unadjusted; shown as NA when no test ran); p_holm = Holm-adjusted "
-             "over all comparisons."),
+            (f"DeLong: DDSM vs random per model and fraction on every seed both have (delong_seeds.csv), "
+             f"predictions joined on image_id; seeds combined by inverse-variance weighting (delong.csv); "
+             f"p_holm = Holm-adjusted over all those comparisons, significant = p_holm < {ALPHA}."),
         )),
     ]
     titles = {"inbreast": "Table 1: INbreast", "mias": "Table 2: MIAS", "ultrasound": "Table 3: breast ultrasound"}
@@ -1205,9 +1263,11 @@ def _document(
     b.append(_Block("table", frame=_display_hybrid(tables["hybrid"], paper)))
     b.append(_Block("h2", "DeLong tests: DDSM vs random initialisation (the masking effect)"))
     if predictions:
-        shown = delong[["dataset", "model", "ft_fraction", "seed", "n_images", "auc_ddsm", "auc_random", "diff",
-                        "p_value", "p_holm", "significant", "note"]]
-        b.append(_Block("table", frame=shown))
+        b.append(_Block("table", frame=_display_delong(tables["delong"], ("dataset", "model", "ft_fraction", "seeds",
+                                                                           "n_images"))))
+        b.append(_Block("h2", "Pooled over models: mean DDSM - random gap per target and fraction"))
+        b.append(_Block("table", frame=_display_delong(tables["delong_pooled"], ("dataset", "ft_fraction", "models",
+                                                                                  "seeds", "n_images"))))
     else:
         b.append(_Block("p", "Skipped: the report was built without prediction artifacts."))
     b.append(_Block("h2", "Figure 1: per-layer CCA similarity (ResNet-50, DDSM pre-trained, before vs after "

@@ -7,9 +7,10 @@ prints the schema as a Markdown table for the README.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final
+
+from tlcore.design import fraction_key
 
 DEFAULT_EXPERIMENT: Final = "tlstudy"
 TAG_PREFIX: Final = "tlstudy."
@@ -53,6 +54,9 @@ class Tag:
     DDSM_SOURCE_RUN_ID: Final = "tlstudy.ddsm_source_run_id"
     DDSM_MODEL_URI: Final = "tlstudy.ddsm_model_uri"
     JOURNAL_ID: Final = "tlstudy.journal_id"
+    CCA_SOURCE_RUN_ID: Final = "tlstudy.cca_source_run_id"
+    CCA_RANK_CAP: Final = "tlstudy.cca_rank_cap"
+    SYNTHETIC_DATA: Final = "tlstudy.synthetic_data"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
@@ -88,17 +92,7 @@ def registered_model_name(model: str) -> str:
     return f"{REGISTERED_MODEL_PREFIX}{model}"
 
 
-def format_fraction(fraction: float | str) -> str:
-    """Canonical string of a fine-tune fraction: ``0.1 -> "0.1"``, ``0 -> "0.0"``.
-
-    The same string is used in params and run names, so ``params.ft_fraction = '0.1'``
-    filters work. Rejects values outside [0, 1].
-    """
-    value = float(fraction)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"ft_fraction must be within [0, 1], got {fraction!r}")
-    text = repr(round(value, 6))
-    return text if "." in text or "e" in text else f"{text}.0"
+format_fraction = fraction_key  # one definition: tlcore.design.fraction_key
 
 
 def run_name(
@@ -161,6 +155,10 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("tag", Tag.DDSM_MODEL_URI, "The reference the fine-tune asked for (alias, version or run).",
                 "models:/ddsm-resnet50@champion"),
     SchemaEntry("tag", Tag.JOURNAL_ID, "Local journal that created the run (used to re-attach after an outage).", "uuid"),
+    SchemaEntry("tag", Tag.CCA_SOURCE_RUN_ID, "CCA: the fine-tune run whose network was compared.", "7d1c09e3..."),
+    SchemaEntry("tag", Tag.CCA_RANK_CAP, "CCA: layers whose SVCCA directions were capped by the datapoints.",
+                "block4: svcca: ... capped at 199 directions per side (800 samples)"),
+    SchemaEntry("tag", Tag.SYNTHETIC_DATA, "'true' when the data root holds tlstudy's look-alike marker.", "true"),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
     SchemaEntry("metric", Metric.TEST_AUC_CI_LOW, "Lower bound of the bootstrap 95% CI of test_auc.", "0.85"),

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlcore.design import PAPER_DESIGN, Cell
 from tracking.schema import (
     DEFAULT_EXPERIMENT,
     STAGE_CCA,
@@ -57,15 +58,11 @@ from tracking.schema import (
 )
 
 # ------------------------------------------------------------------------------ constants
-TARGET_DATASETS: tuple[str, ...] = ("inbreast", "mias", "ultrasound")
-PRETRAIN_DATASET = "ddsm"
-MODELS: tuple[str, ...] = ("vgg16", "resnet50", "inception_v3", "patch_cnn")
-INITS: tuple[str, ...] = ("random", "imagenet", "ddsm")
-FT_FRACTIONS: tuple[float, ...] = (0.0, 0.1, 0.2)
-HYBRID_MODEL = "resnet50"
-HYBRID_FRACTIONS: tuple[float, ...] = (0.1, 0.2)
-CCA_MODEL = "resnet50"
-NO_IMAGENET_MODELS: frozenset[str] = frozenset({"patch_cnn"})
+# The grid and its NA rules are the design's (tlcore.design); these names are views of it.
+DESIGN = PAPER_DESIGN
+TARGET_DATASETS: tuple[str, ...] = DESIGN.target_datasets
+PRETRAIN_DATASET = DESIGN.pretrain_dataset
+MODELS: tuple[str, ...] = DESIGN.models
 # Pre-training durations, longest first, as measured on the demo profile (patch CNN: two
 # stages; VGG-16: five times ResNet-50's compute per pixel).
 PRETRAIN_LONGEST_FIRST: tuple[str, ...] = ("patch_cnn", "vgg16", "resnet50", "inception_v3")
@@ -141,7 +138,9 @@ class StudyProfile:
     """Settings of a whole study. Subclasses are the named profiles.
 
     ``image_sizes`` maps a model to the square side its images are resized to (0 = the
-    model's own input size); ``learning_rates`` overrides ``lr`` per model (VGG-16, which
+    model's own input size); ``model_seeds`` gives a model other seeds than ``seeds``
+    (e.g. three seeds for ResNet-50 only); ``threads_per_run`` fixes each child's torch
+    threads whatever ``jobs`` is, so ``--jobs 1`` and ``--jobs 2`` give bit-identical AUCs; ``learning_rates`` overrides ``lr`` per model (VGG-16, which
     has no batch norm, diverges at rates the others train well at); ``synth_scale`` names the look-alike data written under the
     data root when it is absent (None: real data is required). Pre-training always logs
     its model, because the registry (``ddsm-<model>@champion``) is how DDSM fine-tunes
@@ -152,16 +151,21 @@ class StudyProfile:
     image_sizes: tuple[tuple[str, int], ...] = ()
     pretrain_epochs: int = 10
     finetune_epochs: int = 10
-    cca_epochs: int = 10
     lr: float = 1e-4
     learning_rates: tuple[tuple[str, float], ...] = ()
     batch_size: int = 16
     seeds: tuple[int, ...] = (0,)
+    model_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()
     synth_scale: str | None = None
     jobs: int = 1
+    threads_per_run: int = 1
     log_finetune_models: bool = True
     default_data_root: str | None = None  # None: $TLSTUDY_DATA, else ./data
     default_experiment: str = DEFAULT_EXPERIMENT
+
+    def seeds_for(self, model: str) -> tuple[int, ...]:
+        """The seeds ``model``'s cells run with: its override in ``model_seeds``, else ``seeds``."""
+        return tuple(dict(self.model_seeds).get(model, self.seeds))
 
     def image_size(self, model: str) -> int:
         """Square image side for ``model`` (0 = the model's own input size)."""
@@ -183,6 +187,7 @@ class StudyProfile:
         out["image_sizes"] = dict(self.image_sizes)
         out["learning_rates"] = dict(self.learning_rates)
         out["seeds"] = list(self.seeds)
+        out["model_seeds"] = {m: list(v) for m, v in self.model_seeds}
         return out
 
 
@@ -202,7 +207,6 @@ class QuickProfile(StudyProfile):
     )
     pretrain_epochs: int = 2
     finetune_epochs: int = 1
-    cca_epochs: int = 1
     lr: float = 1e-3
     learning_rates: tuple[tuple[str, float], ...] = (("vgg16", 1e-4),)
     batch_size: int = 16
@@ -229,7 +233,6 @@ class DemoProfile(StudyProfile):
     )
     pretrain_epochs: int = 2
     finetune_epochs: int = 2
-    cca_epochs: int = 2
     lr: float = 1e-3
     learning_rates: tuple[tuple[str, float], ...] = (("vgg16", 1e-4),)
     batch_size: int = 16
@@ -254,7 +257,6 @@ class PaperProfile(StudyProfile):
     )
     pretrain_epochs: int = 30
     finetune_epochs: int = 20
-    cca_epochs: int = 20
     lr: float = 1e-4
     batch_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -375,18 +377,21 @@ def plan_study(
     seeds: Sequence[int] | None = None,
     imagenet_missing: Mapping[str, str] | None = None,
 ) -> list[PlannedRun]:
-    """Every configuration of the paper for the selection, in launch order (pure, no I/O).
+    """Every configuration of the study design for the selection, in launch order (pure, no I/O).
 
-    ``imagenet_missing`` maps a model to a note when its ImageNet weights are absent;
-    those rows become NA with the note. Pre-training runs once per model with the first
-    seed (every fine-tune uses the registry's champion); fine-tunes, hybrid runs and CCA
-    run for every seed. CCA (a ResNet-50 analysis) is planned only when ResNet-50 is
-    selected.
+    The cells and their NA rules come from :data:`DESIGN`. ``imagenet_missing`` maps a
+    model to a note when its ImageNet weights are absent; those rows become NA with the
+    note. ``seeds`` overrides the profile's seeds for every model; otherwise each model
+    runs :meth:`StudyProfile.seeds_for`. Pre-training runs once per model with its first
+    seed (every fine-tune uses the registry's champion); fine-tunes, hybrid runs and the
+    CCA analysis run for every seed. The CCA analysis of a dataset and seed waits for the
+    fine-tune whose network it compares (:meth:`StudyDesign.cca_source`).
     """
     datasets = _check_selection("datasets", datasets, TARGET_DATASETS)
     models = _check_selection("models", models, MODELS)
-    seed_list = tuple(dict.fromkeys(int(s) for s in (seeds if seeds else profile.seeds)))
-    if not seed_list:
+    override = tuple(dict.fromkeys(int(s) for s in seeds)) if seeds else None
+    seed_lists = {m: override or tuple(dict.fromkeys(int(s) for s in profile.seeds_for(m))) for m in models}
+    if not all(seed_lists.values()):
         raise StudyError("no seeds to run")
     missing = dict(imagenet_missing or {})
     plan: list[PlannedRun] = []
@@ -398,41 +403,42 @@ def plan_study(
 
     for model in models:
         item = PlannedRun(stage=STAGE_PRETRAIN, dataset=PRETRAIN_DATASET, init="random", log_model=True,
-                          **common(model, profile.pretrain_epochs, seed_list[0]))
+                          **common(model, profile.pretrain_epochs, seed_lists[model][0]))
         pretrain_key[model] = item.key
         plan.append(item)
 
-    def finetune(dataset: str, model: str, init: str, ft: float, transfer: str, seed: int) -> PlannedRun:
+    def finetune(cell: Cell, seed: int) -> PlannedRun:
         status, note = PLANNED, ""
-        if init == "imagenet" and model in NO_IMAGENET_MODELS:
-            status, note = NA, "NA by design: the patch CNN is not trained from ImageNet"
-        elif init == "imagenet" and ft == 0.0:
-            status, note = NA, "NA by design: an ImageNet head cannot score the task without fine-tuning"
-        elif init == "imagenet" and model in missing:
-            status, note = NA, missing[model]
-        deps = (pretrain_key[model],) if init == "ddsm" and status == PLANNED else ()
-        return PlannedRun(stage=STAGE_FINETUNE, dataset=dataset, init=init, ft_fraction=ft, transfer=transfer,
-                          log_model=profile.log_finetune_models, status=status, note=note, depends_on=deps,
-                          **common(model, profile.finetune_epochs, seed))
+        na = DESIGN.not_applicable(cell.model, cell.init, cell.ft_fraction, cell.transfer)
+        if na:
+            status, note = NA, f"NA by design: {na.removeprefix('not applicable: ')}"
+        elif cell.init == "imagenet" and cell.model in missing:
+            status, note = NA, missing[cell.model]
+        deps = (pretrain_key[cell.model],) if cell.init == "ddsm" and status == PLANNED else ()
+        return PlannedRun(stage=STAGE_FINETUNE, dataset=cell.dataset, init=cell.init, ft_fraction=cell.ft_fraction,
+                          transfer=cell.transfer, log_model=profile.log_finetune_models, status=status, note=note,
+                          depends_on=deps, **common(cell.model, profile.finetune_epochs, seed))
 
-    for seed in seed_list:
+    all_seeds = tuple(dict.fromkeys(s for m in models for s in seed_lists[m]))
+    for seed in all_seeds:
+        with_seed = tuple(m for m in models if seed in seed_lists[m])
+        keys: dict[Cell, str] = {}
         for dataset in datasets:
-            for model in models:
-                for init in INITS:
-                    for ft in FT_FRACTIONS:
-                        plan.append(finetune(dataset, model, init, ft, "all", seed))
-        if HYBRID_MODEL in models:
+            for cell in DESIGN.table_cells(dataset, with_seed):
+                item = finetune(cell, seed)
+                keys[cell] = item.key
+                plan.append(item)
+        if DESIGN.hybrid_model in with_seed:
             for dataset in datasets:
-                for init in INITS:
-                    for ft in HYBRID_FRACTIONS:
-                        plan.append(finetune(dataset, HYBRID_MODEL, init, ft, "hybrid", seed))
-        if CCA_MODEL in models:
+                plan.extend(finetune(cell, seed) for cell in DESIGN.hybrid_cells(dataset))
+        if DESIGN.cca_model in with_seed:
             for dataset in datasets:
-                plan.append(PlannedRun(stage=STAGE_CCA, dataset=dataset, init="ddsm",
-                                       depends_on=(pretrain_key[CCA_MODEL],),
-                                       **common(CCA_MODEL, profile.cca_epochs, seed)))
-    keys = [p.key for p in plan]
-    if len(set(keys)) != len(keys):  # pragma: no cover - guards the run-name scheme
+                source = keys[DESIGN.cca_source(dataset)]
+                plan.append(PlannedRun(stage=STAGE_CCA, dataset=dataset, init=DESIGN.cca_init,
+                                       depends_on=(pretrain_key[DESIGN.cca_model], source),
+                                       **common(DESIGN.cca_model, profile.finetune_epochs, seed)))
+    keys_all = [p.key for p in plan]
+    if len(set(keys_all)) != len(keys_all):  # pragma: no cover - guards the run-name scheme
         raise StudyError("two planned configurations share a run name")
     return plan
 
@@ -488,9 +494,9 @@ def imagenet_availability(models: Iterable[str]) -> dict[str, str]:
 
     missing: dict[str, str] = {}
     for model in models:
-        if model in NO_IMAGENET_MODELS:
-            continue
         spec = get_spec(model)
+        if not spec.supports_imagenet:
+            continue
         try:
             resolve_imagenet_file(spec)
         except WeightsNotFoundError:
@@ -887,6 +893,7 @@ class LaunchSettings:
     env: Mapping[str, str] | None = None  # full environment of the children (default: this process's)
     sys_path: tuple[str, ...] = ()
     poll_s: float = 0.5
+    threads_per_run: int = 0  # torch threads per child; 0 = the CPUs shared out over ``jobs``
 
 
 def execute_plan(
@@ -913,7 +920,7 @@ def execute_plan(
     logs_dir.mkdir(parents=True, exist_ok=True)
     env = dict(settings.env if settings.env is not None else os.environ)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cpus // max(1, settings.jobs))
+    threads = max(1, settings.threads_per_run) if settings.threads_per_run else max(1, cpus // max(1, settings.jobs))
     outcomes: dict[str, Outcome] = {p.key: Outcome(item=p, status=p.status, note=p.note) for p in plan}
     settled_ok = {p.key for p in plan if p.status == DONE}
     settled_bad: dict[str, str] = {p.key: p.status for p in plan if p.status == NA}
@@ -1255,7 +1262,7 @@ def run_study(options: StudyOptions, echo: Callable[[str], None] | None = None) 
             data_root=data_root, work_dir=work_dir, experiment=experiment, parent_run_id=parent.run_id,
             jobs=max(1, options.jobs or profile.jobs), max_runs=options.max_runs,
             child_modules=dict(options.child_modules or DEFAULT_CHILD_MODULES), env=env,
-            sys_path=tuple(options.child_sys_path),
+            sys_path=tuple(options.child_sys_path), threads_per_run=profile.threads_per_run,
         )
         execution = execute_plan(plan, launch, echo=say, on_finished=on_finished)
         result.execution = execution

@@ -49,17 +49,26 @@ def env(tmp_path_factory):
                                             "--batch-size", "8", "--data-root", str(work / "data"),
                                             "--experiment", EXPERIMENT, "--no-progress"])
         assert out.exit_code == 0, f"{out.output}\n{out.exception!r}"
+        from pipelines.finetune import main as finetune
+
+        sources = {}
+        for dataset in ("ultrasound", "mias"):  # the cells whose networks the analysis compares
+            out = CliRunner().invoke(finetune, ["--dataset", dataset, "--init", "ddsm", "--ft-fraction", "0.2",
+                                                "--no-log-model", *cca_args(work / "data")[:-2]])
+            assert out.exit_code == 0, f"{out.output}\n{out.exception!r}"
+            sources[dataset] = out.output.strip().split()[-1]
         client = MlflowClient(server.url)
         version = client.get_model_version_by_alias("ddsm-resnet50", "champion")
         yield {"work": work, "data": work / "data", "server": server, "client": client, "version": version,
-               "env": values}
+               "env": values, "sources": sources}
     server.stop()
 
 
 def cca_args(data: Path, *extra: str) -> list[str]:
-    # 32 px keeps the test quick; the DDSM weights (trained at 64 px) are size-agnostic.
-    return ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--max-positions", "500",
-            "--data-root", str(data), "--experiment", EXPERIMENT, "--no-progress", *extra]
+    # 32 px keeps the test quick; the DDSM weights (trained at 64 px) are size-agnostic. The fine-tunes whose
+    # networks the analysis loads take the same training settings (all but --max-positions).
+    return ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--data-root", str(data),
+            "--experiment", EXPERIMENT, "--no-progress", *extra, "--max-positions", "500"]
 
 
 def cca_runs(client: MlflowClient) -> list:
@@ -94,6 +103,10 @@ def test_cca_logs_every_layer_artifacts_and_provenance(env, tmp_path):
         assert len(tags[Tag.DATASET_FINGERPRINT]) >= 8 and len(tags[Tag.SPLIT_HASH]) == 12
         assert run.data.params["model"] == "resnet50" and run.data.params["epochs"] == "1"
         assert run.data.params["ddsm_model_version"] == str(version.version)
+        # B is the network the FT 0.2 cell trained: its run is named, and it kept tensors-only weights.
+        assert tags[Tag.CCA_SOURCE_RUN_ID] == env["sources"][dataset]
+        source_files = {f.path for f in client.list_artifacts(env["sources"][dataset], "weights")}
+        assert source_files == {"weights/state_dict.pt"}
 
         local = Path(client.download_artifacts(run.info.run_id, "cca", str(tmp_path / dataset)))
         table = pd.read_csv(local / "similarity.csv")
@@ -123,6 +136,21 @@ def test_cca_logs_every_layer_artifacts_and_provenance(env, tmp_path):
     assert again.output.count("already finished") == 2
     assert (tmp_path / "cca_figure1_combined.png").read_bytes()[:8] == PNG_MAGIC
     assert len(cca_runs(client)) == 2
+
+
+def test_cca_without_its_fine_tune_run_fails_clearly_and_opens_no_run(env):
+    from pipelines.cca import main as cca
+
+    before = len(cca_runs(env["client"]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(env["work"])
+        for key, value in env["env"].items():
+            mp.setenv(key, value)
+        out = CliRunner().invoke(cca, ["--dataset", "inbreast", *cca_args(env["data"])])
+    assert out.exit_code != 0
+    assert "no FINISHED run 'finetune inbreast resnet50 ddsm ft0.2 all s0'" in out.output
+    assert "tlstudy finetune --dataset inbreast --model resnet50 --init ddsm --ft-fraction 0.2" in out.output
+    assert len(cca_runs(env["client"])) == before
 
 
 def test_cca_without_registered_model_fails_clearly_and_opens_no_run(env):

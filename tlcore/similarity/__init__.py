@@ -18,6 +18,7 @@ from tlcore.similarity.cca import (
 )
 from tlcore.similarity.cka import linear_cka
 from tlcore.similarity.layerwise import MEASURES, layerwise_similarity
+from tlcore.similarity.trend import describe_trend
 
 __all__ = [
     "MEASURES",
@@ -26,6 +27,7 @@ __all__ = [
     "SVCCAResult",
     "UnderdeterminedError",
     "cca_coefficients",
+    "describe_trend",
     "layerwise_similarity",
     "linear_cka",
     "mean_cca",

@@ -6,6 +6,6 @@ returns where each was written and the counts a reader must find.
 """
 
 from tlcore.data.synth.config import SCALES, SynthConfig, SynthSummary
-from tlcore.data.synth.generator import generate
+from tlcore.data.synth.generator import MARKER, generate, is_synthetic
 
-__all__ = ["SCALES", "SynthConfig", "SynthSummary", "generate"]
+__all__ = ["MARKER", "SCALES", "SynthConfig", "SynthSummary", "generate", "is_synthetic"]

@@ -36,6 +36,15 @@ Expected image-level counts (malignant = any malignant finding; normal counts as
 """
 
 
+def is_synthetic(data_root: str | Path) -> bool:
+    """True when ``data_root`` (the folder holding the dataset folders) was written by :func:`generate`.
+
+    Decided by the marker file the generator writes, never by a dataset's name, so the
+    report can say its numbers come from look-alike data.
+    """
+    return (Path(data_root) / MARKER).is_file()
+
+
 def _tqdm_progress(items: list, desc: str) -> Iterable:
     from tqdm import tqdm
 
