@@ -782,7 +782,7 @@ def write_findings(tables: dict[str, pd.DataFrame], cca: pd.DataFrame) -> list[s
     pre = tables.get("pretraining", pd.DataFrame(columns=PRETRAINING_COLUMNS))
     not_learnt = models_not_learnt(pre)
     for row in pre[pre["model"].isin(not_learnt)].itertuples(index=False):
-        out.append(f"{row.model} {NOT_LEARNT}: DDSM test AUC {_fmt(row.test_auc)} "
+        out.append(f"{row.model} {NOT_LEARNT}; DDSM test AUC {_fmt(row.test_auc)} "
                    f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}].")
     pooled, combined = tables["delong_pooled"], tables["delong"]
     for row in pooled[pooled["significant"].fillna(False).astype(bool)].itertuples(index=False):

@@ -110,11 +110,13 @@ def _seed_order(seed: str) -> tuple[int, float, str]:
         return (1, 0.0, seed)
 
 
-def _with_holm(table: pd.DataFrame) -> pd.DataFrame:
+def _with_holm(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """The table of ``records`` with Holm-adjusted p-values over its family and the survivors marked."""
+    table = pd.DataFrame(records, columns=[c for c in columns if c not in ("p_holm", "significant")])
     table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
     table["significant"] = pd.array([None if math.isnan(p) else bool(p < ALPHA) for p in table["p_holm"]],
                                     dtype="boolean")
-    return table
+    return table[columns]
 
 
 def delong_tables(finished: pd.DataFrame, predictions: Predictions) -> dict[str, pd.DataFrame]:
@@ -172,10 +174,8 @@ def delong_tables(finished: pd.DataFrame, predictions: Predictions) -> dict[str,
 
     return {
         "per_seed": pd.DataFrame(per_seed, columns=PER_SEED_COLUMNS),
-        "combined": _with_holm(pd.DataFrame(combined, columns=[c for c in COMBINED_COLUMNS
-                                                               if c not in ("p_holm", "significant")])),
-        "pooled": _with_holm(pd.DataFrame(pooled, columns=[c for c in POOLED_COLUMNS
-                                                           if c not in ("p_holm", "significant")])),
+        "combined": _with_holm(combined, COMBINED_COLUMNS),
+        "pooled": _with_holm(pooled, POOLED_COLUMNS),
     }
 
 

@@ -529,7 +529,28 @@ def test_quick_profile_end_to_end(env, tiny_data, tmp_path):
     assert hybrid[hybrid["init"] != "imagenet"][["all", "hybrid"]].notna().all().all()
     cca = pd.read_csv(out / "cca.csv")
     assert set(cca["dataset"]) == set(st.TARGET_DATASETS)
+    assert {"similarity", "baseline", "n_runs", "rank_cap"} <= set(cca.columns)
     assert (out / "figure1_cca.png").stat().st_size > 0 and (out / "report.html").is_file()
+    # Figure 1 compares the networks the FT 0.2 cells scored: each CCA run names that fine-tune run.
+    cca_runs = finished[finished[f"tags.{Tag.STAGE}"] == STAGE_CCA]
+    sources = ft[(ft["params.init"] == "ddsm") & (ft["params.model"] == "resnet50") & (ft["params.transfer"] == "all")
+                 & (ft["params.ft_fraction"].astype(float) == 0.2)].set_index("params.dataset")["run_id"]
+    for row in cca_runs.to_dict("records"):
+        assert row[f"tags.{Tag.CCA_SOURCE_RUN_ID}"] == sources[row["params.dataset"]]
+    # The report's structure: banner (look-alike data), statistics tables and their columns.
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.splitlines()[2].startswith("> **SYNTHETIC LOOK-ALIKE DATA.")
+    assert '<div class="banner"' in (out / "report.html").read_text(encoding="utf-8")
+    from tracking.tables import COMBINED_COLUMNS, CONTROLS_COLUMNS, PER_SEED_COLUMNS, POOLED_COLUMNS, PRETRAINING_COLUMNS
+
+    for name, columns in (("delong", COMBINED_COLUMNS), ("delong_seeds", PER_SEED_COLUMNS),
+                          ("delong_pooled", POOLED_COLUMNS), ("controls", CONTROLS_COLUMNS),
+                          ("pretraining", PRETRAINING_COLUMNS)):
+        assert list(pd.read_csv(out / f"{name}.csv").columns) == columns, name
+    assert len(pd.read_csv(out / "pretraining.csv")) == 4
+    assert set(pd.read_csv(out / "controls.csv")["dataset"]) == set(st.TARGET_DATASETS)
+    delong = pd.read_csv(out / "delong.csv")
+    assert len(delong) == 3 * 4 * 3 and delong["p_value"].notna().all()  # every DDSM/random pair was tested
     assert result.report_run_id in set(search_study_runs(result.experiment, finished_only=True)["run_id"])
 
     # Every DDSM-initialised run went through the registry alias, to the version the study's
