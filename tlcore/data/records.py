@@ -104,6 +104,7 @@ class ReadResult:
     root: Path
     records: list[ImageRecord]
     skipped: list[Skipped] = field(default_factory=list)
+    metadata: Path | None = None  # the file (or folder) that lists the images
 
     @property
     def n_malignant(self) -> int:
@@ -120,6 +121,25 @@ class DatasetError(Exception):
 
     The message names the file and the problem.
     """
+
+
+def require_usable(result: "ReadResult", records: list[ImageRecord] | None = None) -> None:
+    """Raise :class:`DatasetError` naming the metadata file when no image is usable.
+
+    ``records`` defaults to ``result.records`` (``data check`` passes the ones that opened);
+    the message gives the number skipped and the first reason, on one line.
+    """
+    kept = result.records if records is None else records
+    if kept:
+        return
+    where = result.metadata or result.root
+    skipped = result.skipped
+    if not skipped:
+        raise DatasetError(f"{where}: lists no images")
+    first = skipped[0]
+    raise DatasetError(
+        f"{where}: no usable image ({len(skipped)} skipped; first: {first.path}: {first.reason})"
+    )
 
 
 class ImageDecodeError(Exception):
