@@ -13,6 +13,7 @@ log; :attr:`ImageRecord.image_id` is the anonymous id to use everywhere else.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,17 @@ NOT_MALIGNANT = 0
 
 
 def anonymous_id(dataset: str, key: str) -> str:
-    """Stable anonymous id for an image: a short hash of the dataset name and a key.
+    """Stable anonymous id for an image: a keyed hash (HMAC-SHA256) of dataset and key.
 
     ``key`` is whatever identifies the image uniquely inside its dataset (e.g. the
-    relative path). The id reveals nothing readable about the patient.
+    relative path). The HMAC key is the site secret of :mod:`tlcore.data.site_key`, kept
+    outside the tracking store: ids are stable for one site and cannot be recomputed
+    from the public dataset tables by a reader of the store.
     """
-    digest = hashlib.sha256(f"tlstudy:{dataset}:{key}".encode("utf-8")).hexdigest()
+    from tlcore.data.site_key import site_key
+
+    message = f"tlstudy:{dataset}:{key}".encode("utf-8")
+    digest = hmac.new(site_key(), message, hashlib.sha256).hexdigest()
     return f"{dataset}-{digest[:16]}"
 
 
