@@ -53,6 +53,8 @@ class Tag:
     DDSM_SOURCE_RUN_ID: Final = "tlstudy.ddsm_source_run_id"
     DDSM_MODEL_URI: Final = "tlstudy.ddsm_model_uri"
     JOURNAL_ID: Final = "tlstudy.journal_id"
+    # sha256 of the run's weights/state_dict.pt, recorded when it is registered (run and version).
+    STATE_DICT_SHA256: Final = "tlstudy.state_dict_sha256"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
