@@ -604,6 +604,7 @@ def test_no_usable_image_fails_naming_the_metadata(tmp_path: Path, dataset: str)
     result = invoke(dataset, tmp_path)
     metadata = layout.metadata[0] if len(layout.metadata) == 1 else layout.metadata[0].parent
     _fails_naming(result, metadata, "no usable image", "truncated")
+    assert "P_0" not in result.output  # the message names no CBIS-DDSM file (patient ids)
 
 
 def test_inbreast_reports_dicoms_the_metadata_does_not_list(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def test_missing_dicom_folder_is_an_error_naming_the_metadata(tmp_path: Path) ->
     with pytest.raises(DatasetError) as err:
         InbreastReader().read(tmp_path)
     message = str(err.value)
-    assert message.startswith(f"{tmp_path / 'INbreast.csv'}: no usable image (2 skipped; first: ")
+    assert message.startswith(f"{tmp_path / 'INbreast.csv'}: no usable image (2 skipped; first reason: ")
     assert "AllDICOMs folder not found" in message and "\n" not in message
 
 

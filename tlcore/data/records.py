@@ -133,7 +133,7 @@ def require_usable(result: "ReadResult", records: list[ImageRecord] | None = Non
     """Raise :class:`DatasetError` naming the metadata file when no image is usable.
 
     ``records`` defaults to ``result.records`` (``data check`` passes the ones that opened);
-    the message gives the number skipped and the first reason, on one line.
+    the message gives the number skipped and the first reason (not its path), on one line.
     """
     kept = result.records if records is None else records
     if kept:
@@ -142,9 +142,10 @@ def require_usable(result: "ReadResult", records: list[ImageRecord] | None = Non
     skipped = result.skipped
     if not skipped:
         raise DatasetError(f"{where}: lists no images")
-    first = skipped[0]
+    # The reason, not the file: CBIS-DDSM and INbreast file names hold patient ids, and this
+    # message may end up in a log that is uploaded.
     raise DatasetError(
-        f"{where}: no usable image ({len(skipped)} skipped; first: {first.path}: {first.reason})"
+        f"{where}: no usable image ({len(skipped)} skipped; first reason: {skipped[0].reason})"
     )
 
 
