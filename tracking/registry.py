@@ -279,7 +279,6 @@ def resolve_ddsm_model(
                          requested=requested, sha256=digest)
 
 
-
 def _get_version(client, name: str, version: str | None, alias: str | None):
     from mlflow.exceptions import MlflowException
 

@@ -95,11 +95,11 @@ class CorpusTable:
     matched_names: set[str] = field(default_factory=set)
 
     def render(self, title: str) -> str:
-        lines = [
+        lines = [(
             f"{title}: {self.files} files, {self.read} read, "
             f"{self.matched} of {self.compared} single-frame greyscale matched "
-            f"(max diff {self.worst_diff:.1e}), {sum(self.skipped.values())} skipped",
-        ]
+            f"(max diff {self.worst_diff:.1e}), {sum(self.skipped.values())} skipped"
+        )]
         for reason, n in sorted(self.not_compared.items()):
             lines.append(f"  read, not compared ({reason}): {n}")
         for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])):

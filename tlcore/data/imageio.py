@@ -29,9 +29,9 @@ __all__ = [
     "ImageInfo",
     "detect_format",
     "is_binary_mask",
-    "slot_format",
     "probe_image",
     "read_image",
+    "slot_format",
 ]
 
 # ITU-R BT.601 luma weights, the same ones Pillow uses for RGB -> L.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from tlcore.data.records import DatasetError
@@ -51,7 +51,7 @@ def _create(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str) -> bytes:
     p = Path(path)
     if not p.exists():
