@@ -15,6 +15,10 @@ set -eu
 # Needed the first time the auth store is created (MLflow 3 has no default admin password).
 : "${MLFLOW_AUTH_ADMIN_PASSWORD:?MLFLOW_AUTH_ADMIN_PASSWORD is not set (see docker/.env.example)}"
 
+# Placeholders from .env.example or short secrets: refuse with one line (docs/server.md).
+"$(dirname "$0")/check-secrets.sh" POSTGRES_PASSWORD AWS_SECRET_ACCESS_KEY MLFLOW_AUTH_ADMIN_PASSWORD \
+    MLFLOW_FLASK_SERVER_SECRET_KEY
+
 exec mlflow server \
     --backend-store-uri "postgresql+psycopg2://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}/${POSTGRES_DB}" \
     --artifacts-destination "s3://${MLFLOW_BUCKET}/artifacts" \

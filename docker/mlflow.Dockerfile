@@ -9,6 +9,7 @@ RUN useradd --create-home --uid 1000 mlflow \
     && mkdir -p /mlflow/auth \
     && chown -R mlflow /mlflow
 COPY docker/basic_auth.ini /mlflow/basic_auth.ini
+COPY --chmod=0755 docker/check-secrets.sh /usr/local/bin/check-secrets.sh
 COPY --chmod=0755 docker/mlflow-entrypoint.sh /usr/local/bin/mlflow-entrypoint.sh
 
 USER mlflow

@@ -59,6 +59,7 @@ class StepConfig:
     cache_dir: str | None = None
     # Training checkpoints are written at most this often (seconds of training a crash may
     # lose); short runs skip checkpoints that would cost more than the epochs they protect.
+    # The first epoch is always saved, and SIGTERM saves the epoch in progress (engine.fit).
     checkpoint_interval_s: float = 60.0
 
     def input_size(self) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Run logging with batching, bounded retries and a local journal.
 
 :class:`RunLogger` opens (or re-attaches to) one MLflow run per config hash. Everything
-logged is first appended to a journal under ``<work_dir>/journal/<config_hash>/`` and then
+logged is first appended to a journal under ``<work_dir>/journal/<experiment>/<config_hash>/`` and then
 sent by a background thread in batches (``log_batch``), so the training loop never waits
 on HTTP and never sends one request per metric per step. If the server drops out, the
 logger keeps journaling; at the end it raises :class:`TrackingUnavailableError` saying
@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -278,11 +279,25 @@ class Journal:
 # --------------------------------------------------------------------------------------
 
 
-def _journal_root(work_dir: Path, config_hash: str) -> Path:
+def _journal_root(work_dir: Path, config_hash: str, experiment: str) -> Path:
+    """``<work_dir>/journal/<experiment>-<digest>/<config_hash>``: one journal per config and
+    experiment, so a config killed under one experiment is never finished under another."""
     safe = "".join(c for c in config_hash if c.isalnum() or c in "-_")
     if not safe or safe != config_hash:
         raise ValueError(f"config_hash {config_hash!r} must be non-empty and alphanumeric")
-    return Path(work_dir) / "journal" / safe
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)[:40]
+    digest = hashlib.sha256(experiment.encode("utf-8")).hexdigest()[:8]
+    return Path(work_dir) / "journal" / f"{readable}-{digest}" / safe
+
+
+def _as_text(data: bytes) -> str | None:
+    """The file's text when it is a text file (UTF-8 without NUL bytes), else None."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _filter_eq(key: str, value: str) -> str:
@@ -373,7 +388,7 @@ class RunLogger:
         self.settings = settings or LoggerSettings()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.stats = LoggerStats()
-        self.journal = Journal(_journal_root(self.settings.work_dir, config_hash))
+        self.journal = Journal(_journal_root(self.settings.work_dir, config_hash, experiment))
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.resumed = False
@@ -722,11 +737,18 @@ class RunLogger:
         self._enqueue_artifact(path, artifact_file)
 
     def log_file(self, local_path: str | Path, artifact_file: str | None = None) -> None:
-        """Log a local file (copied into the journal first) at ``artifact_file``."""
+        """Log a local file (copied into the journal first) at ``artifact_file``.
+
+        A text file (UTF-8, no NUL bytes: logs, CSV, JSON, HTML...) passes the same
+        patient-identifier check as :meth:`log_text`.
+        """
         src = Path(local_path)
         if not src.is_file():
             raise FileNotFoundError(f"cannot log artifact {src}: not a file")
         artifact_file = artifact_file or src.name
+        text = _as_text(src.read_bytes())
+        if text is not None:
+            assert_no_patient_identifiers(text, artifact_file)
         path = self._artifact_local_path(artifact_file)
         if src.resolve() != path.resolve():
             shutil.copyfile(src, path)

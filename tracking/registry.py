@@ -3,10 +3,17 @@
 Reuse never unpickles the MLflow model: the pre-training run logs a tensors-only
 ``weights/state_dict.pt`` next to it, and :func:`load_state_dict` reads that file with
 ``torch.load(..., weights_only=True)``.
+
+Registering records the file's sha256 (tag ``tlstudy.state_dict_sha256`` on the model
+version and on the run). The local weights cache is
+``.tlstudy/models/<store>/<source run id>/`` (``<store>``: a hash of the tracking URI
+without credentials), and a cached or downloaded file is only served when its digest is
+the recorded one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,9 +21,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tracking.schema import CHAMPION_ALIAS, Artifact, Metric, Tag, registered_model_name
-from tracking.store import get_client
+from tracking.store import get_client, resolve_tracking_uri
 
 
 class RegistryError(RuntimeError):
@@ -32,6 +40,7 @@ class ResolvedModel:
     source_run_id: str
     state_dict_path: Path
     requested: str = ""  # the reference asked for: models:/name@alias, models:/name/N or runs:/id
+    sha256: str = ""  # digest of state_dict_path (checked against the registry's record)
 
     def as_tags(self) -> dict[str, str]:
         """Tags a fine-tune run records about the checkpoint it started from."""
@@ -53,6 +62,40 @@ def _missing_model_message(name: str) -> str:
         f"no registered model {name!r}: run `tlstudy pretrain --model {model}` "
         f"(or `mlflow run . -e pretrain -P model={model}`) first"
     )
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _redacted(tracking_uri: str) -> str:
+    """A tracking URI without credentials (``user:password@``) or query string."""
+    parts = urlsplit(tracking_uri)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+
+
+def store_key(tracking_uri: str) -> str:
+    """A short stable name for a tracking store: sha256 of its URI without credentials."""
+    return hashlib.sha256(_redacted(tracking_uri).encode("utf-8")).hexdigest()[:16]
+
+
+def _download_state_dict(client, run_id: str, into: Path, what: str) -> Path:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(client.download_artifacts(run_id, Artifact.STATE_DICT, str(into)))
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(f"run {run_id} ({what}) has no tensors file {Artifact.STATE_DICT!r} to load: {exc}") from exc
+
+
+def _recorded_sha256(client, run_id: str) -> str:
+    """The weights digest tagged on the run at registration ('' when none was recorded)."""
+    return client.get_run(run_id).data.tags.get(Tag.STATE_DICT_SHA256, "")
 
 
 def register_checkpoint(
@@ -78,6 +121,14 @@ def register_checkpoint(
     except MlflowException as exc:
         raise RegistryError(f"cannot register {model_name!r}: run {run_id} not found ({exc})") from exc
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+    digest = run.data.tags.get(Tag.STATE_DICT_SHA256, "")
+    if not digest:  # what fine-tunes will check the weights against
+        staging = Path(tempfile.mkdtemp(prefix="tlstudy-register-"))
+        try:
+            digest = file_sha256(_download_state_dict(client, run_id, staging, model_name))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        client.set_tag(run_id, Tag.STATE_DICT_SHA256, digest)
     try:
         client.create_registered_model(model_name)
     except MlflowException as exc:
@@ -86,10 +137,11 @@ def register_checkpoint(
     existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     for mv in existing:
         if mv.source.rstrip("/") == source:
+            if not mv.tags.get(Tag.STATE_DICT_SHA256):
+                client.set_model_version_tag(model_name, str(mv.version), Tag.STATE_DICT_SHA256, digest)
             return str(mv.version)
-    mv = client.create_model_version(
-        model_name, source=source, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
-    )
+    version_tags = {k: str(v) for k, v in (tags or {}).items()} | {Tag.STATE_DICT_SHA256: digest}
+    mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=version_tags)
     return str(mv.version)
 
 
@@ -158,18 +210,22 @@ def resolve_ddsm_model(
     Resolution order: ``uri`` (``models:/name@alias``, ``models:/name/3`` or
     ``runs:/<run_id>``), else ``version`` of ``ddsm-<model>``, else
     ``models:/ddsm-<model>@champion``. Raises :class:`RegistryError` (never falls back)
-    when the model, version, alias or weights file is missing.
+    when the model, version, alias or weights file is missing, or when the file's sha256
+    is not the one recorded at registration. The cache is keyed by store and source run.
     """
     from mlflow.exceptions import MlflowException
 
-    client = get_client(tracking_uri)
+    resolved_uri = resolve_tracking_uri(tracking_uri)
+    client = get_client(resolved_uri)
     name: str | None = registered_model_name(model)
     resolved_version: str | None = None
+    expected = ""
     if uri:
         if m := _MODELS_URI.match(uri):
             name = m["name"]
             mv = _get_version(client, name, version=m["version"], alias=m["alias"])
             run_id, resolved_version = mv.run_id, str(mv.version)
+            expected = (mv.tags or {}).get(Tag.STATE_DICT_SHA256, "")
         elif m := _RUNS_URI.match(uri):
             name, run_id = None, m["run_id"]
         else:
@@ -180,28 +236,37 @@ def resolve_ddsm_model(
     else:
         mv = _get_version(client, name, version=None if version is None else str(version), alias=alias)
         run_id, resolved_version = mv.run_id, str(mv.version)
+        expected = (mv.tags or {}).get(Tag.STATE_DICT_SHA256, "")
     if not run_id:
         raise RegistryError(f"version {resolved_version} of {name!r} has no source run; cannot find its weights")
+    if not expected:
+        try:
+            expected = _recorded_sha256(client, run_id)
+        except MlflowException as exc:
+            raise RegistryError(f"run {run_id} ({name or uri}) not found on {_redacted(resolved_uri)}: {exc}") from exc
 
-    if dst_dir is not None:
-        cache = Path(dst_dir)
-    else:
-        cache = Path(".tlstudy") / "models" / (name or "runs") / (resolved_version or run_id)
+    # Keyed by store and source run: another store's "ddsm-x/1" is another cache entry.
+    cache = Path(dst_dir) if dst_dir is not None else (
+        Path(".tlstudy") / "models" / store_key(resolved_uri) / run_id)
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / Artifact.STATE_DICT
-    if not final.is_file():  # a run's artifacts never change: a completed download is reused
+    what = f"{name or uri} version {resolved_version}" if resolved_version else (name or uri or run_id)
+    # A cached file is served only when it is the recorded file; without a record, fetch afresh.
+    digest = file_sha256(final) if final.is_file() and expected else ""
+    if not digest or digest != expected:
         # Download into a private folder, then rename: concurrent fine-tunes resolving the
-        # same version must never read a half-written file.
+        # same run must never read a half-written file.
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
         try:
-            local = client.download_artifacts(run_id, Artifact.STATE_DICT, str(staging))
+            local = _download_state_dict(client, run_id, staging, what)
+            digest = file_sha256(local)
+            if expected and digest != expected:
+                raise RegistryError(
+                    f"weights of run {run_id} ({what}) on {_redacted(resolved_uri)} have sha256 {digest[:12]}..., "
+                    f"but the registry recorded {expected[:12]}...; refusing to load them"
+                )
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(local, final)
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(
-                f"run {run_id} ({name or uri} version {resolved_version}) has no tensors file "
-                f"{Artifact.STATE_DICT!r} to load: {exc}"
-            ) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if uri:
@@ -211,7 +276,7 @@ def resolve_ddsm_model(
     else:
         requested = f"models:/{name}@{alias}"
     return ResolvedModel(name=name, version=resolved_version, source_run_id=run_id, state_dict_path=final,
-                         requested=requested)
+                         requested=requested, sha256=digest)
 
 
 def _get_version(client, name: str, version: str | None, alias: str | None):

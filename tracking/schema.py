@@ -57,6 +57,8 @@ class Tag:
     CCA_SOURCE_RUN_ID: Final = "tlstudy.cca_source_run_id"
     CCA_RANK_CAP: Final = "tlstudy.cca_rank_cap"
     SYNTHETIC_DATA: Final = "tlstudy.synthetic_data"
+    # sha256 of the run's weights/state_dict.pt, recorded when it is registered (run and version).
+    STATE_DICT_SHA256: Final = "tlstudy.state_dict_sha256"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
@@ -159,6 +161,8 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("tag", Tag.CCA_RANK_CAP, "CCA: layers whose SVCCA directions were capped by the datapoints.",
                 "block4: svcca: ... capped at 199 directions per side (800 samples)"),
     SchemaEntry("tag", Tag.SYNTHETIC_DATA, "'true' when the data root holds tlstudy's look-alike marker.", "true"),
+    SchemaEntry("tag", Tag.STATE_DICT_SHA256, "sha256 of weights/state_dict.pt, set on the run and the model version "
+                "at registration; reuse refuses a file that differs.", "5d41402abc4b2a76..."),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
     SchemaEntry("metric", Metric.TEST_AUC_CI_LOW, "Lower bound of the bootstrap 95% CI of test_auc.", "0.85"),

@@ -531,3 +531,91 @@ def test_human_summary_mentions_counts_and_skips(tmp_path: Path) -> None:
     assert re.search(r"\b4 malignant\b", text)
     assert re.search(r"\b4 not malignant\b", text)
     assert layout.files[gone].name in text and "empty" in text
+
+
+# --------------------------------------------------------------------------- hostile input (issue 12)
+
+_PNG = layouts.png_bytes(np.full((16, 16), 90, np.uint8))
+
+
+def _fails_naming(result, path: Path, *words: str) -> None:
+    assert result.exit_code == 1, f"exit {result.exit_code}: {result.output}"
+    assert str(path) in result.output
+    for word in words:
+        assert word in result.output
+    assert "Traceback" not in result.output and result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("dataset", ["ddsm", "inbreast"])
+@DEEP
+def test_png_renamed_to_dcm_is_skipped(tmp_path: Path, dataset: str, deep: bool) -> None:
+    layout = (layouts.write_ddsm(tmp_path, "classic") if dataset == "ddsm"
+              else layouts.write_inbreast(tmp_path))
+    name = sorted(layout.files)[0]
+    layout.files[name].write_bytes(_PNG)
+    report = check_json(dataset, tmp_path, deep=deep)
+    assert_counts(report, layout, (name,))
+    entry = assert_skipped(report, layout.files[name])
+    assert entry["reason"] == "not a DICOM file (looks like PNG)"
+    assert report["n_listed"] == len(layout.labels)
+
+
+def test_png_renamed_to_pgm_and_bmp_is_skipped(tmp_path: Path) -> None:
+    mias = layouts.write_mias(tmp_path / "mias")
+    name = sorted(mias.files)[0]
+    mias.files[name].write_bytes(_PNG)
+    report = check_json("mias", tmp_path / "mias")
+    assert_counts(report, mias, (name,))
+    assert assert_skipped(report, mias.files[name])["reason"] == "not a PGM file (looks like PNG)"
+
+    us = layouts.write_rodrigues(tmp_path / "us")
+    name = sorted(us.files)[0]
+    us.files[name].write_bytes(_PNG)
+    report = check_json("ultrasound", tmp_path / "us")
+    assert_counts(report, us, (name,))
+    assert assert_skipped(report, us.files[name])["reason"] == "not a BMP file (looks like PNG)"
+
+
+def test_header_only_inbreast_csv_fails_naming_it(tmp_path: Path) -> None:
+    layout = layouts.write_inbreast(tmp_path)
+    csv_path = layout.metadata[0]
+    header = csv_path.read_bytes().split(b"\r\n", 1)[0]
+    csv_path.write_bytes(header + b"\r\n")
+    _fails_naming(invoke("inbreast", tmp_path), csv_path, "lists no images")
+
+
+def test_header_only_ddsm_csvs_fail_naming_them(tmp_path: Path) -> None:
+    layout = layouts.write_ddsm(tmp_path, "classic")
+    for path in layout.metadata:
+        path.write_bytes(path.read_bytes().split(b"\r\n", 1)[0] + b"\r\n")
+    result = invoke("ddsm", tmp_path)
+    for path in layout.metadata:
+        assert str(path) in result.output
+    _fails_naming(result, layout.metadata[0], "list no images")
+
+
+@pytest.mark.parametrize("dataset", ["ddsm", "inbreast", "mias"])
+def test_no_usable_image_fails_naming_the_metadata(tmp_path: Path, dataset: str) -> None:
+    writers = {"ddsm": lambda r: layouts.write_ddsm(r, "classic"), "inbreast": layouts.write_inbreast,
+               "mias": layouts.write_mias}
+    layout = writers[dataset](tmp_path)
+    for path in layout.files.values():
+        layouts.truncate(path)
+    result = invoke(dataset, tmp_path)
+    metadata = layout.metadata[0] if len(layout.metadata) == 1 else layout.metadata[0].parent
+    _fails_naming(result, metadata, "no usable image", "truncated")
+    assert "P_0" not in result.output  # the message names no CBIS-DDSM file (patient ids)
+
+
+def test_inbreast_reports_dicoms_the_metadata_does_not_list(tmp_path: Path) -> None:
+    layout = layouts.write_inbreast(tmp_path)
+    folder = next(iter(layout.files.values())).parent
+    extra = folder / "99999999_0123456789abcdef_MG_L_CC_ANON.dcm"
+    extra.write_bytes(next(iter(layout.files.values())).read_bytes())
+    stray = folder / "scan.dcm"
+    stray.write_bytes(extra.read_bytes())
+    report = check_json("inbreast", tmp_path)
+    assert_counts(report, layout)
+    assert assert_skipped(report, extra)["reason"] == "not listed in INbreast.csv"
+    assert assert_skipped(report, stray)["reason"] == "not listed in INbreast.csv"
+    assert report["n_listed"] == len(layout.labels)

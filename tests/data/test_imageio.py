@@ -352,3 +352,42 @@ def test_binary_mask_dicom_vs_grey_crop(tmp_path: Path) -> None:
     crop = gradient(6, 6, 40000).astype(np.uint16)
     assert is_binary_mask(read_image(write_dicom(tmp_path / "mask.dcm", mask)))
     assert not is_binary_mask(read_image(write_dicom(tmp_path / "crop.dcm", crop)))
+
+
+# --------------------------------------------------------------------------- wrong format in a slot
+
+
+def _png_bytes(tmp_path: Path) -> bytes:
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "real.png")
+    return (tmp_path / "real.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "writer", "reason"),
+    [
+        ("renamed.dcm", "png", "not a DICOM file (looks like PNG)"),
+        ("renamed.pgm", "png", "not a PGM file (looks like PNG)"),
+        ("renamed.bmp", "png", "not a BMP file (looks like PNG)"),
+        ("renamed.png", "bmp", "not a PNG file (looks like BMP)"),
+        ("renamed.jpg", "dicom", "not a JPEG file (looks like DICOM)"),
+        ("renamed.png", "pgm", "not a PNG file (looks like PGM)"),
+    ],
+)
+def test_file_in_the_wrong_slot_is_refused(tmp_path: Path, name: str, writer: str, reason: str) -> None:
+    """The extension names the slot; magic bytes of another format are a clear refusal."""
+    src = tmp_path / f"src.{writer}"
+    arr = np.full((8, 8), 100, np.uint8)
+    if writer == "dicom":
+        write_dicom(src, arr)
+    elif writer == "pgm":
+        write_pgm(src, arr, 255)
+    else:
+        Image.fromarray(arr).save(src)
+    target = tmp_path / name
+    target.write_bytes(src.read_bytes())
+    for fn in (probe_image, read_image):
+        with pytest.raises(ImageDecodeError) as err:
+            fn(target)
+        assert err.value.reason == reason
+    # the same bytes under their own extension still read
+    assert read_image(src).pixels.shape == (8, 8)

@@ -211,11 +211,14 @@ def test_missing_dicom_and_malformed_rows_are_skipped(tmp_path: Path) -> None:
     assert "INbreast.csv:9" in result.skipped[3].reason
 
 
-def test_missing_dicom_folder_skips_every_row(tmp_path: Path) -> None:
+def test_missing_dicom_folder_is_an_error_naming_the_metadata(tmp_path: Path) -> None:
+    # Behaviour changed deliberately (issue 12): no usable image is an error, not "0 of 2".
     write_csv(tmp_path / "INbreast.csv", csv_rows(CASES[:2]))
-    result = InbreastReader().read(tmp_path)
-    assert result.records == [] and len(result.skipped) == 2
-    assert all("AllDICOMs folder not found" in s.reason for s in result.skipped)
+    with pytest.raises(DatasetError) as err:
+        InbreastReader().read(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'INbreast.csv'}: no usable image (2 skipped; first reason: ")
+    assert "AllDICOMs folder not found" in message and "\n" not in message
 
 
 def test_nonexistent_root_raises(tmp_path: Path) -> None:

@@ -164,3 +164,23 @@ def test_failure_in_the_block_marks_the_run_failed(mlflow_server, fast_settings)
     assert MlflowClient(mlflow_server.url).get_run(run.run_id).info.status == "FAILED"
     assert not run.journal_dir.exists()
     assert list(run.journal_dir.parent.glob("failing.failed-*"))
+
+
+def test_log_file_applies_the_patient_identifier_check(mlflow_server, fast_settings, tmp_path):
+    """A child log uploaded with log_file gets the same check as log_text; binary files pass."""
+    from tracking.privacy import PrivacyError
+
+    child_log = tmp_path / "child.log"
+    child_log.write_text("epoch 0 done\nskipped Mass-Training_P_00001_LEFT_CC/1.dcm: truncated\n")
+    clean_log = tmp_path / "clean.log"
+    clean_log.write_text("epoch 0 done\nskipped ddsm-0a1b2c3d4e5f6a7b: truncated\n")
+    figure = tmp_path / "roc.png"
+    figure.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00P_00001 in a binary chunk")
+    with RunLogger("log file privacy", "logfile01", stage="finetune", experiment=EXPERIMENT,
+                   tracking_uri=mlflow_server.url, settings=fast_settings) as run:
+        with pytest.raises(PrivacyError, match="logs/child.log"):
+            run.log_file(child_log, "logs/child.log")
+        run.log_file(clean_log, "logs/clean.log")
+        run.log_file(figure, "eval/roc.png")
+    names = {a.path for a in MlflowClient(mlflow_server.url).list_artifacts(run.run_id, "logs")}
+    assert names == {"logs/clean.log"}

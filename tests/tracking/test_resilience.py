@@ -133,3 +133,25 @@ def test_unreachable_server_at_start_fails_fast_before_any_work(fast_settings, m
     # The journal lock is released: a later attempt can open it.
     logger.journal.open()
     logger.journal.close()
+
+
+def test_killed_run_is_not_finished_by_a_rerun_under_another_experiment(mlflow_server, fast_settings):
+    """The journal is keyed by experiment too: the same config rerun under Y starts a run in Y
+    and leaves the killed run in X alone."""
+    x, y = f"{EXPERIMENT}-x", f"{EXPERIMENT}-y"
+    proc = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, mlflow_server.url, str(fast_settings.work_dir), x],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr[-3000:]
+    killed_run_id = proc.stdout.strip().splitlines()[-1]
+    with RunLogger("finetune mias tiny random ft0.2 all s0", "crash01", stage="finetune", experiment=y,
+                   tracking_uri=mlflow_server.url, settings=fast_settings) as run:
+        assert not run.resumed and not run.completed
+        assert not (run.checkpoint_dir / "epoch0.pt").exists()  # X's checkpoint is not Y's
+        run.log_params({"dataset": "mias"})
+    assert run.run_id != killed_run_id
+    client = MlflowClient(mlflow_server.url)
+    assert client.get_run(killed_run_id).info.status == "RUNNING"  # untouched in X
+    assert client.get_experiment(client.get_run(killed_run_id).info.experiment_id).name == x
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED"
+    assert client.get_experiment(finished.info.experiment_id).name == y

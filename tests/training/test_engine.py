@@ -152,7 +152,8 @@ def test_checkpoint_interval_skips_cheap_epochs_but_not_the_end_of_a_slice(tmp_p
     train, val = blob_data
     fit(TinyNet(), train, val, _config(epochs=2), checkpoint_dir=tmp_path / "a", progress=False,
         checkpoint_interval_s=3600)
-    assert not (tmp_path / "a" / "last.pt").exists()  # two quick epochs: nothing worth an hour's loss
+    # Changed deliberately (issue 12): the first epoch is always saved, the second quick one is not.
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 1
     part = fit(TinyNet(), train, val, _config(epochs=3), checkpoint_dir=tmp_path / "b", progress=False,
                checkpoint_interval_s=3600, stop_after_epoch=2)
     assert not part.finished and load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
@@ -316,3 +317,112 @@ def test_progress_output_reports_loss_and_rate(blob_data, capsys):
     out = capsys.readouterr()
     text = out.out + out.err
     assert "epoch 1/1" in text and "img/s" in text and "val_auc" in text
+
+
+# --------------------------------------------------------------------------- checkpoints a short run can rely on
+
+
+def _uninterrupted(tmp_path, train, val, cfg):
+    torch.manual_seed(5)
+    model = TinyNet(dropout=0.2)
+    ref = fit(model, train, val, cfg, checkpoint_dir=tmp_path / "ref", progress=False, checkpoint_interval_s=3600)
+    return _weights(model), ref
+
+
+def test_short_run_killed_before_the_interval_resumes_after_its_first_epoch(tmp_path, blob_data):
+    """A run killed in epoch 2, long before the 60 s interval, resumes from epoch 1, bit-exact."""
+    train, val = blob_data
+    cfg = _config(epochs=3)
+    ref_w, ref = _uninterrupted(tmp_path, train, val, cfg)
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_epoch_2(record: EpochRecord) -> None:
+        if record.epoch == 2:
+            raise Killed
+
+    torch.manual_seed(5)
+    with pytest.raises(Killed):
+        fit(TinyNet(dropout=0.2), train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False,
+            checkpoint_interval_s=60, on_epoch_end=kill_in_epoch_2)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    torch.manual_seed(99)
+    model = TinyNet(dropout=0.2)
+    res = fit(model, train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False, checkpoint_interval_s=60)
+    assert res.resumed_from == 1 and [r.train_loss for r in res.history] == [r.train_loss for r in ref.history]
+    w = _weights(model)
+    assert all(torch.equal(ref_w[k], w[k]) for k in ref_w)
+
+
+_SIGTERM_CHILD = """
+import os, signal, sys
+import torch
+from tests.training.helpers import BlobDataset, TinyNet
+from tlcore.training.config import AugmentConfig, TrainConfig
+from tlcore.training.engine import fit
+
+class SigtermAt(BlobDataset):
+    calls = 0
+    def __getitem__(self, i):
+        SigtermAt.calls += 1
+        if SigtermAt.calls == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__getitem__(i)
+
+if sys.argv[3] == "study":  # the study runner's children turn SIGTERM into KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+cfg = TrainConfig(epochs=4, batch_size=16, lr=3e-3, deterministic=True, device="cpu",
+                  early_stopping_patience=0, augment=AugmentConfig.for_modality("mammogram"))
+torch.manual_seed(5)
+try:
+    fit(TinyNet(dropout=0.2), SigtermAt(96, seed=1), BlobDataset(48, seed=2), cfg, checkpoint_dir=sys.argv[1],
+        progress=False, checkpoint_interval_s=3600)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("handler", ["default", "study"])
+def test_sigterm_mid_epoch_saves_that_epoch_then_stops(tmp_path, blob_data, handler):
+    """SIGTERM in epoch 3 (epoch 1 saved, epoch 2 not: interval not reached): epoch 3 is finished
+    and saved, the signal then takes its course, and the resumed run equals an uninterrupted one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train, val = blob_data
+    cfg = _config(epochs=4)
+    ref_w, ref = _uninterrupted(tmp_path, train, val, cfg)
+    root = Path(__file__).resolve().parents[2]
+    per_epoch = 96  # training items read per epoch (validation reads another dataset)
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_CHILD, str(tmp_path / "run"), str(2 * per_epoch + 10), handler],
+                          cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    if handler == "default":
+        assert proc.returncode == -15, proc.stderr[-2000:]
+    else:
+        assert proc.returncode == 3 and proc.stdout.strip() == "interrupted", proc.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+    torch.manual_seed(99)
+    model = TinyNet(dropout=0.2)
+    res = fit(model, train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False, checkpoint_interval_s=3600)
+    assert res.resumed_from == 3 and [r.train_loss for r in res.history] == [r.train_loss for r in ref.history]
+    w = _weights(model)
+    assert all(torch.equal(ref_w[k], w[k]) for k in ref_w)
+
+
+def test_sigterm_with_nothing_unsaved_stops_at_once(tmp_path):
+    """SIGTERM in epoch 2 while the checkpoint holds every finished epoch (epoch 1): the
+    process ends at once, without finishing epoch 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    # validation reads another dataset: the 5th training item of epoch 2
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_CHILD, str(tmp_path / "run"), str(96 + 5), "default"],
+                          cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == -15, proc.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1

@@ -1,20 +1,21 @@
 """Dataset check: parse a dataset's metadata, open every image, and report counts and problems.
 
 Used by ``tlstudy data check``. A missing or unreadable image becomes a ``skipped`` entry;
-only a missing root or unparseable metadata raises :class:`DatasetError`.
+a missing root, unparseable metadata or a dataset with no usable image raises
+:class:`DatasetError` naming the metadata file.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from tlcore.data.imageio import probe_image, read_image
-from tlcore.data.records import ImageDecodeError, ImageRecord, Skipped
+from tlcore.data.records import ImageDecodeError, ImageRecord, Skipped, require_usable
 from tlcore.data.registry import get_reader
 
 
@@ -111,6 +112,8 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = False, progress: 
             skipped.append(Skipped(path=str(record.path), reason=reason))
             continue
         kept.append(record)
+    # Every listed image failed to open: an error naming the metadata file, not "0 usable".
+    require_usable(replace(result, skipped=skipped), kept)
     n_listed = len(result.records) + sum(1 for s in result.skipped if _is_image_skip(s))
     return CheckReport(
         dataset=name,

@@ -31,6 +31,7 @@ __all__ = [
     "is_binary_mask",
     "probe_image",
     "read_image",
+    "slot_format",
 ]
 
 # ITU-R BT.601 luma weights, the same ones Pillow uses for RGB -> L.
@@ -41,6 +42,16 @@ _PNG_IEND = b"IEND\xaeB`\x82"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 _PGM_SUFFIXES = {".pgm", ".pnm"}
+#: Extension -> the format a file in that slot must hold.
+_SUFFIX_FORMATS: dict[str, str] = {
+    **{s: "dicom" for s in _DICOM_SUFFIXES},
+    **{s: "pgm" for s in _PGM_SUFFIXES},
+    ".bmp": "bmp",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+}
+_FORMAT_NAMES = {"dicom": "DICOM", "pgm": "PGM", "bmp": "BMP", "png": "PNG", "jpeg": "JPEG"}
 _PIL_FORMATS = {"BMP": "bmp", "PNG": "png", "JPEG": "jpeg"}
 
 # Transfer syntax UID -> what to install when no pixel-data plugin can decode it.
@@ -111,6 +122,11 @@ def _check_file(path: Path) -> int:
     return st.st_size
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (decoders report multi-line tracebacks)."""
+    return " ".join(str(exc).split())
+
+
 def _read_head(path: Path, n: int) -> bytes:
     try:
         with path.open("rb") as fh:
@@ -119,16 +135,8 @@ def _read_head(path: Path, n: int) -> bytes:
         raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
 
 
-def detect_format(path: str | Path) -> str:
-    """Return the image format of ``path`` from its magic bytes (extension as a fallback hint).
-
-    One of ``dicom``, ``pgm``, ``bmp``, ``png``, ``jpeg``. Raises ImageDecodeError when the
-    file is missing, empty or not one of these formats.
-    """
-    path = Path(path)
-    _check_file(path)
-    head = _read_head(path, 132)
-    suffix = path.suffix.lower()
+def _magic_format(head: bytes) -> str | None:
+    """The format the first bytes announce, or None when they announce none of ours."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head[:1] == b"P" and len(head) >= 2 and head[1:2] in b"1234567":
@@ -139,11 +147,40 @@ def detect_format(path: str | Path) -> str:
         return "png"
     if head.startswith(_JPEG_MAGIC):
         return "jpeg"
-    if suffix in _DICOM_SUFFIXES:
+    return None
+
+
+def slot_format(path: str | Path) -> str | None:
+    """The format a file's extension promises (``.dcm`` -> ``dicom``), or None for others."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower())
+
+
+def detect_format(path: str | Path) -> str:
+    """Return the image format of ``path`` from its magic bytes.
+
+    One of ``dicom``, ``pgm``, ``bmp``, ``png``, ``jpeg``. The extension names the slot:
+    a file whose bytes announce another format than its extension promises (a PNG
+    renamed ``.dcm``) is refused with "not a DICOM file (looks like PNG)". Raises
+    ImageDecodeError when the file is missing, empty or not one of these formats.
+    """
+    path = Path(path)
+    _check_file(path)
+    head = _read_head(path, 132)
+    magic = _magic_format(head)
+    slot = slot_format(path)
+    if slot is not None and magic is not None and magic != slot:
+        raise ImageDecodeError(
+            path, f"not a {_FORMAT_NAMES[slot]} file (looks like {_FORMAT_NAMES[magic]})"
+        )
+    if magic is not None:
+        return magic
+    if slot == "dicom":
         # DICOM without the 128-byte preamble is legal but rare; let pydicom judge.
         return "dicom"
-    if suffix in _PGM_SUFFIXES:
-        raise ImageDecodeError(path, f"not a PGM file (starts with {head[:8]!r})")
+    if slot is not None:
+        raise ImageDecodeError(
+            path, f"not a {_FORMAT_NAMES[slot]} file (starts with {head[:8]!r})"
+        )
     raise ImageDecodeError(
         path,
         f"unrecognised image format (not DICOM, PGM, BMP, PNG or JPEG; starts with {head[:8]!r})",
@@ -343,7 +380,7 @@ def _open_pil(path: Path, size: int, expected_fmt: str) -> tuple[Any, ImageInfo]
             path, f"corrupt {expected_fmt.upper()} file: Pillow cannot identify it"
         ) from None
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise ImageDecodeError(path, f"corrupt {expected_fmt.upper()} header: {exc}") from None
+        raise ImageDecodeError(path, f"corrupt {expected_fmt.upper()} header: {_one_line(exc)}") from None
     fmt = _PIL_FORMATS.get(im.format or "")
     if fmt is None:
         im.close()
@@ -412,7 +449,7 @@ def _read_pil(path: Path, size: int, expected_fmt: str) -> DecodedImage:
         raise
     except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
         raise ImageDecodeError(
-            path, f"corrupt or truncated {info.format.upper()} data: {exc}"
+            path, f"corrupt or truncated {info.format.upper()} data: {_one_line(exc)}"
         ) from None
     pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
     return DecodedImage(pixels=pixels, info=info, photometric=None, notes=tuple(notes))
@@ -438,9 +475,18 @@ def _dicom_header(path: Path) -> Any:
     except EOFError:
         raise ImageDecodeError(path, "truncated: the file ends inside the DICOM data set") from None
     except Exception as exc:  # pydicom raises many types on corrupt headers
-        raise ImageDecodeError(path, f"corrupt DICOM header: {type(exc).__name__}: {exc}") from None
+        raise ImageDecodeError(path, f"corrupt DICOM header: {type(exc).__name__}: {_one_line(exc)}") from None
     if force and "Rows" not in ds and _PIXEL_DATA_TAG not in ds:
         raise ImageDecodeError(path, "not a DICOM file")
+    if _is_deflated(ds):
+        # Offsets in a deflated data set point into the inflated stream, not the file:
+        # read it whole so the pixel length is checked on the bytes themselves.
+        try:
+            ds = pydicom.dcmread(path, force=force)
+        except Exception as exc:  # zlib errors, EOF inside the compressed stream, ...
+            raise ImageDecodeError(
+                path, f"corrupt deflated DICOM data set: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
     # pydicom only warns when the file ends inside an element (it then drops that element).
     for w in caught:
         text = str(w.message)
@@ -460,14 +506,33 @@ def _ts_uid(ds: Any) -> Any:
     return uid if uid else ImplicitVRLittleEndian
 
 
-def _dicom_int(path: Path, ds: Any, keyword: str, default: int | None = None) -> int:
-    value = ds.get(keyword, default)
+def _is_deflated(ds: Any) -> bool:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    return _ts_uid(ds) == DeflatedExplicitVRLittleEndian
+
+
+def _dicom_int(
+    path: Path, ds: Any, keyword: str, default: int | None = None, minimum: int | None = None
+) -> int:
+    """The integer value of header element ``keyword``; ImageDecodeError naming the tag if not."""
+    try:
+        value = ds.get(keyword, default)
+    except Exception as exc:  # pydicom converts lazily: a malformed value raises on access
+        raise ImageDecodeError(
+            path, f"DICOM {keyword} cannot be read: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
     if value is None or value == "":
+        if default is not None:
+            return default
         raise ImageDecodeError(path, f"DICOM header lacks {keyword}, needed to read the pixels")
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise ImageDecodeError(path, f"DICOM {keyword} is not a number: {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImageDecodeError(path, f"DICOM {keyword} is {number}, expected at least {minimum}")
+    return number
 
 
 def _dicom_info(path: Path, size: int, ds: Any) -> ImageInfo:
@@ -479,7 +544,9 @@ def _dicom_info(path: Path, size: int, ds: Any) -> ImageInfo:
     cols = _dicom_int(path, ds, "Columns")
     bits_alloc = _dicom_int(path, ds, "BitsAllocated")
     bits_stored = _dicom_int(path, ds, "BitsStored", bits_alloc)
-    spp = _dicom_int(path, ds, "SamplesPerPixel", 1)
+    spp = _dicom_int(path, ds, "SamplesPerPixel", 1, minimum=1)
+    _dicom_int(path, ds, "NumberOfFrames", 1, minimum=1)
+    _dicom_int(path, ds, "PixelRepresentation", 0)
     if rows <= 0 or cols <= 0:
         raise ImageDecodeError(path, f"DICOM image size is {cols}x{rows}")
     if "PhotometricInterpretation" not in ds:
@@ -493,11 +560,17 @@ def _dicom_info(path: Path, size: int, ds: Any) -> ImageInfo:
                 expected = get_expected_length(ds)
         except Exception as exc:
             raise ImageDecodeError(
-                path, f"DICOM pixel description is inconsistent: {exc}"
+                path, f"DICOM pixel description is inconsistent: {_one_line(exc)}"
             ) from None
         length = getattr(elem, "length", None)
         tell = getattr(elem, "value_tell", None)
-        if length is not None and length != 0xFFFFFFFF and tell is not None:
+        if _is_deflated(ds):
+            found = len(getattr(elem, "value", None) or b"")
+            if found < expected:
+                raise ImageDecodeError(
+                    path, f"truncated: expected {expected} pixel bytes, found {found}"
+                )
+        elif length is not None and length != 0xFFFFFFFF and tell is not None:
             found = min(length, max(size - tell, 0))
             if found < expected:
                 raise ImageDecodeError(
@@ -510,8 +583,8 @@ def _dicom_info(path: Path, size: int, ds: Any) -> ImageInfo:
     return ImageInfo(width=cols, height=rows, format="dicom", bits_stored=bits_stored, channels=spp)
 
 
-def _stored_range(ds: Any, bits_stored: int) -> tuple[float, float]:
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+def _stored_range(path: Path, ds: Any, bits_stored: int) -> tuple[float, float]:
+    if _dicom_int(path, ds, "PixelRepresentation", 0) == 1:
         return float(-(2 ** (bits_stored - 1))), float(2 ** (bits_stored - 1) - 1)
     return 0.0, float(2**bits_stored - 1)
 
@@ -521,23 +594,28 @@ def _lut_depth_range(seq_item: Any) -> tuple[float, float]:
     return 0.0, float(2**depth - 1)
 
 
-def _first_value(value: Any) -> float:
+def _first_value(path: Path, ds: Any, keyword: str) -> float:
+    """First value of a (possibly multi-valued) numeric element; ImageDecodeError naming it."""
     from pydicom.multival import MultiValue
 
+    value = ds.get(keyword)
     if isinstance(value, (MultiValue, list, tuple)):
-        value = value[0]
-    return float(value)
+        value = value[0] if len(value) else None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ImageDecodeError(path, f"DICOM {keyword} is not a number: {value!r}") from None
 
 
-def _linear_window(values: np.ndarray, ds: Any) -> np.ndarray | None:
+def _linear_window(path: Path, values: np.ndarray, ds: Any) -> np.ndarray | None:
     """LINEAR / LINEAR_EXACT windowing straight to [0, 1] (PS3.3 C.11.2.1.2).
 
     Same result as pydicom's ``apply_windowing`` divided by its output range, in one
     vectorised pass; returns None for functions it does not handle (SIGMOID).
     """
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-    center = _first_value(ds.WindowCenter)
-    width = _first_value(ds.WindowWidth)
+    center = _first_value(path, ds, "WindowCenter")
+    width = _first_value(path, ds, "WindowWidth")
     if function == "LINEAR" and width >= 1:
         center, width = center - 0.5, width - 1
     elif not (function == "LINEAR_EXACT" and width > 0):
@@ -578,11 +656,11 @@ def _decode_dicom_frame(path: Path, ds: Any) -> np.ndarray:
         if ts.is_encapsulated:
             raise ImageDecodeError(
                 path,
-                f"cannot decode {ts_label} pixel data ({type(exc).__name__}: {exc}); "
+                f"cannot decode {ts_label} pixel data ({type(exc).__name__}: {_one_line(exc)}); "
                 f"if the file is sound, another plugin may decode it: {hint}",
             ) from None
         raise ImageDecodeError(
-            path, f"cannot decode pixel data: {type(exc).__name__}: {exc}"
+            path, f"cannot decode pixel data: {type(exc).__name__}: {_one_line(exc)}"
         ) from None
     return np.asarray(arr)
 
@@ -594,7 +672,7 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
     info = _dicom_info(path, size, ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper() or None
     notes: list[str] = []
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _dicom_int(path, ds, "NumberOfFrames", 1, minimum=1)
     arr = _decode_dicom_frame(path, ds)
     if frames > 1:
         notes.append(f"multi-frame DICOM ({frames} frames): first frame taken")
@@ -605,7 +683,7 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
         try:
             rgb = apply_color_lut(arr, ds)
         except Exception as exc:
-            raise ImageDecodeError(path, f"cannot apply the DICOM palette: {exc}") from None
+            raise ImageDecodeError(path, f"cannot apply the DICOM palette: {_one_line(exc)}") from None
         depth = int(ds.RedPaletteColorLookupTableDescriptor[2])
         pixels = _luma(rgb) / float(2**depth - 1)
         notes.append("palette colour converted to grey by luminance")
@@ -619,13 +697,14 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
     else:
         if arr.ndim != 2:
             arr = arr.reshape(arr.shape[-2], arr.shape[-1])
-        lo, hi = _stored_range(ds, info.bits_stored)
+        lo, hi = _stored_range(path, ds, info.bits_stored)
         try:
             modality_seq = ds.get("ModalityLUTSequence")
             if modality_seq:
                 lo, hi = _lut_depth_range(modality_seq[0])
             elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
-                slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+                slope = _first_value(path, ds, "RescaleSlope")
+                intercept = _first_value(path, ds, "RescaleIntercept")
                 a, b = lo * slope + intercept, hi * slope + intercept
                 lo, hi = min(a, b), max(a, b)
             values = apply_modality_lut(arr, ds)
@@ -648,7 +727,7 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
                     values = apply_voi_lut(values, ds)
             elif has_window:
                 notes.append("VOI window applied")
-                linear = _linear_window(values, ds)
+                linear = _linear_window(path, values, ds)
                 if linear is not None:
                     values, lo, hi = linear, 0.0, 1.0
                 else:
@@ -659,7 +738,7 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
             raise
         except Exception as exc:
             raise ImageDecodeError(
-                path, f"cannot apply the DICOM LUT/window: {type(exc).__name__}: {exc}"
+                path, f"cannot apply the DICOM LUT/window: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
         span = hi - lo
         if span <= 0:
@@ -670,6 +749,19 @@ def _read_dicom(path: Path, size: int) -> DecodedImage:
             notes.append("MONOCHROME1 inverted")
     pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
     return DecodedImage(pixels=pixels, info=info, photometric=photometric, notes=tuple(notes))
+
+
+def _dicom_guard(path: Path, read: Any) -> Any:
+    """Run ``read``; any failure pydicom raises on a malformed element becomes an
+    ImageDecodeError (the specific checks above name the tag; this is the last net)."""
+    try:
+        return read()
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(
+            path, f"malformed DICOM data set: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- public API
@@ -685,7 +777,7 @@ def probe_image(path: str | Path) -> ImageInfo:
     size = _check_file(path)
     fmt = detect_format(path)
     if fmt == "dicom":
-        return _dicom_info(path, size, _dicom_header(path))
+        return _dicom_guard(path, lambda: _dicom_info(path, size, _dicom_header(path)))
     if fmt == "pgm":
         return _pgm_info(path, size)[1]
     im, info = _open_pil(path, size, fmt)
@@ -705,7 +797,7 @@ def read_image(path: str | Path) -> DecodedImage:
     size = _check_file(path)
     fmt = detect_format(path)
     if fmt == "dicom":
-        return _read_dicom(path, size)
+        return _dicom_guard(path, lambda: _read_dicom(path, size))
     if fmt == "pgm":
         return _read_pgm(path, size)
     return _read_pil(path, size, fmt)

@@ -13,6 +13,7 @@ log; :attr:`ImageRecord.image_id` is the anonymous id to use everywhere else.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,17 @@ NOT_MALIGNANT = 0
 
 
 def anonymous_id(dataset: str, key: str) -> str:
-    """Stable anonymous id for an image: a short hash of the dataset name and a key.
+    """Stable anonymous id for an image: a keyed hash (HMAC-SHA256) of dataset and key.
 
     ``key`` is whatever identifies the image uniquely inside its dataset (e.g. the
-    relative path). The id reveals nothing readable about the patient.
+    relative path). The HMAC key is the site secret of :mod:`tlcore.data.site_key`, kept
+    outside the tracking store: ids are stable for one site and cannot be recomputed
+    from the public dataset tables by a reader of the store.
     """
-    digest = hashlib.sha256(f"tlstudy:{dataset}:{key}".encode("utf-8")).hexdigest()
+    from tlcore.data.site_key import site_key
+
+    message = f"tlstudy:{dataset}:{key}".encode("utf-8")
+    digest = hmac.new(site_key(), message, hashlib.sha256).hexdigest()
     return f"{dataset}-{digest[:16]}"
 
 
@@ -104,6 +110,7 @@ class ReadResult:
     root: Path
     records: list[ImageRecord]
     skipped: list[Skipped] = field(default_factory=list)
+    metadata: Path | None = None  # the file (or folder) that lists the images
 
     @property
     def n_malignant(self) -> int:
@@ -120,6 +127,26 @@ class DatasetError(Exception):
 
     The message names the file and the problem.
     """
+
+
+def require_usable(result: "ReadResult", records: list[ImageRecord] | None = None) -> None:
+    """Raise :class:`DatasetError` naming the metadata file when no image is usable.
+
+    ``records`` defaults to ``result.records`` (``data check`` passes the ones that opened);
+    the message gives the number skipped and the first reason (not its path), on one line.
+    """
+    kept = result.records if records is None else records
+    if kept:
+        return
+    where = result.metadata or result.root
+    skipped = result.skipped
+    if not skipped:
+        raise DatasetError(f"{where}: lists no images")
+    # The reason, not the file: CBIS-DDSM and INbreast file names hold patient ids, and this
+    # message may end up in a log that is uploaded.
+    raise DatasetError(
+        f"{where}: no usable image ({len(skipped)} skipped; first reason: {skipped[0].reason})"
+    )
 
 
 class ImageDecodeError(Exception):

@@ -105,3 +105,63 @@ def cpu_state_view(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The module's state dict on the CPU for an immediate ``torch.save``: no copy when it
     already lives there (unlike :func:`cpu_state_dict`, it must not be kept while training goes on)."""
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+class SigtermCheckpoint:
+    """While active, SIGTERM saves the epochs a checkpoint does not hold yet, then stops.
+
+    ``has_unsaved()`` says whether completed epochs are missing from the checkpoint. On
+    SIGTERM with nothing unsaved the previous handler runs at once (the partial epoch is
+    lost, nothing else); otherwise ``requested`` is set so the loop finishes the current
+    epoch, saves it and calls :meth:`stop`, which hands the signal to the previous handler
+    (default: the process ends; the study runner's: KeyboardInterrupt). Unsaved epochs only
+    exist when epochs are shorter than the checkpoint interval, so the wait is short. Only
+    installed in the main thread, and never over an ignored SIGTERM.
+    """
+
+    def __init__(self, has_unsaved: Any) -> None:
+        self.has_unsaved = has_unsaved
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> "SigtermCheckpoint":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous is not signal.SIG_IGN:
+                self._previous = previous
+                signal.signal(signal.SIGTERM, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self.requested and exc_type is None:  # the signal came too late for the loop
+            self.stop()
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.has_unsaved():
+            self.requested = True
+            return
+        self.stop(frame)
+
+    def stop(self, frame: Any = None) -> None:
+        """Hand SIGTERM to the handler that was there before (ends the process by default)."""
+        import signal
+
+        previous = self._previous
+        self._restore()
+        if callable(previous):
+            previous(signal.SIGTERM, frame)
+        else:  # SIG_DFL (or unknown): terminate as the signal would have
+            os.kill(os.getpid(), signal.SIGTERM)

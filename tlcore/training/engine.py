@@ -36,6 +36,7 @@ from tlcore.training.augment import BatchAugmenter
 from tlcore.training.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT_VERSION,
+    SigtermCheckpoint,
     capture_rng_state,
     cpu_state_dict,
     cpu_state_view,
@@ -495,7 +496,10 @@ def fit(
     ``checkpoint_interval_s`` > 0 writes the checkpoint only after epochs that end at least
     that many seconds after the previous one (or the call's start), bounding the work a crash
     loses while sparing short runs a checkpoint that costs more than the epoch (VGG-16 with
-    its optimiser state is 1.6 GB); the epoch a ``stop_after_epoch`` call ends on is always saved.
+    its optimiser state is 1.6 GB); the first epoch of a fresh run, the epoch a
+    ``stop_after_epoch`` call ends on, and (on SIGTERM) the epoch in progress are always
+    saved: SIGTERM with unsaved epochs finishes the current epoch, saves it, then lets the
+    signal take its course (see :class:`~tlcore.training.checkpoint.SigtermCheckpoint`).
     The model is left on the training device holding the best-validation weights.
     """
     objective = objective or BinaryObjective()
@@ -588,7 +592,32 @@ def fit(
 
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     last_saved = time.perf_counter()
-    with _determinism(config.deterministic, device):
+    saved_epoch = state.epoch  # the epoch the checkpoint on disk holds (for this call)
+
+    def save() -> None:
+        nonlocal last_saved, saved_epoch
+        save_checkpoint(ckpt_path, {
+            "format_version": FORMAT_VERSION,
+            "objective": objective.name,
+            "config": config.to_dict(),
+            "epoch": state.epoch,
+            "model": cpu_state_view(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": capture_rng_state(),
+            "history": [r.as_dict() for r in state.history],
+            "best_state": state.best_state,
+            "best_is_current": state.best_is_current,
+            "best_epoch": state.best_epoch,
+            "best_score": state.best_score,
+            "bad_epochs": state.bad_epochs,
+            "stopped_early": state.stopped_early,
+        })
+        last_saved = time.perf_counter()
+        saved_epoch = state.epoch
+
+    guard = SigtermCheckpoint(lambda: ckpt_path is not None and state.epoch > saved_epoch)
+    with _determinism(config.deterministic, device), guard:
         while state.epoch < last_epoch and not state.stopped_early:
             epoch = state.epoch + 1
             started = time.perf_counter()
@@ -675,26 +704,11 @@ def fit(
                     state.stopped_early = True
 
             slice_ends = stop_after_epoch is not None and (state.epoch >= last_epoch or state.stopped_early)
-            checkpoint_due = slice_ends or time.perf_counter() - last_saved >= checkpoint_interval_s
+            first_epoch = resumed_from is None and state.epoch == 1  # a short run killed early resumes
+            checkpoint_due = (slice_ends or first_epoch or guard.requested
+                              or time.perf_counter() - last_saved >= checkpoint_interval_s)
             if ckpt_path is not None and checkpoint_due:
-                save_checkpoint(ckpt_path, {
-                    "format_version": FORMAT_VERSION,
-                    "objective": objective.name,
-                    "config": config.to_dict(),
-                    "epoch": state.epoch,
-                    "model": cpu_state_view(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": capture_rng_state(),
-                    "history": [r.as_dict() for r in state.history],
-                    "best_state": state.best_state,
-                    "best_is_current": state.best_is_current,
-                    "best_epoch": state.best_epoch,
-                    "best_score": state.best_score,
-                    "bad_epochs": state.bad_epochs,
-                    "stopped_early": state.stopped_early,
-                })
-                last_saved = time.perf_counter()
+                save()
             if progress:
                 tqdm.write(
                     f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}"
@@ -704,6 +718,10 @@ def fit(
                 )
             if on_epoch_end is not None:
                 on_epoch_end(record)
+            if guard.requested:  # SIGTERM during this epoch: it is saved, now stop
+                if ckpt_path is not None and state.epoch > saved_epoch:
+                    save()
+                guard.stop()
 
     finished = state.epoch >= config.epochs or state.stopped_early
     if state.best_state is not None and not state.best_is_current:

@@ -25,14 +25,17 @@ from pathlib import Path
 
 import pydicom
 
+from tlcore.data.imageio import detect_format
 from tlcore.data.readers._text import read_metadata_text
 from tlcore.data.records import (
     DatasetError,
     Finding,
+    ImageDecodeError,
     ImageRecord,
     ReadResult,
     Skipped,
     anonymous_id,
+    require_usable,
 )
 from tlcore.data.registry import register_reader
 
@@ -387,12 +390,18 @@ class DdsmReader:
             )
         skipped: list[Skipped] = []
         images: dict[str, _Image] = {}
+        used: list[Path] = []
         for name in CSV_FILES:  # fixed order: deterministic findings and skip lists
             if name not in csvs:
                 continue
             # the shallowest copy wins when a CSV appears twice
             path = min(csvs[name], key=lambda p: (len(p.parts), str(p)))
+            used.append(path)
             self._read_csv(path, root, images, skipped)
+        metadata = used[0] if len(used) == 1 else used[0].parent
+        if not images and not skipped:
+            names = ", ".join(str(p) for p in used)
+            raise DatasetError(f"{names}: list no images (headers without rows)")
 
         data_dirs = [root, root / "CBIS-DDSM"] + sorted(
             {p.parent for v in csvs.values() for p in v}
@@ -414,6 +423,11 @@ class DdsmReader:
                         ),
                     )
                 )
+                continue
+            try:
+                detect_format(image_path)  # magic bytes: a renamed PNG is not a mammogram
+            except ImageDecodeError as exc:
+                skipped.append(Skipped(str(image_path), exc.reason))
                 continue
             findings = []
             for row in rows:
@@ -449,7 +463,11 @@ class DdsmReader:
                     },
                 )
             )
-        return ReadResult(dataset=DATASET, root=root, records=records, skipped=skipped)
+        result = ReadResult(
+            dataset=DATASET, root=root, records=records, skipped=skipped, metadata=metadata
+        )
+        require_usable(result)
+        return result
 
     @staticmethod
     def _read_csv(

@@ -24,14 +24,17 @@ from pathlib import Path
 
 import xlrd
 
+from tlcore.data.imageio import detect_format
 from tlcore.data.readers._text import read_metadata_text
 from tlcore.data.records import (
     DatasetError,
     Finding,
+    ImageDecodeError,
     ImageRecord,
     ReadResult,
     Skipped,
     anonymous_id,
+    require_usable,
 )
 from tlcore.data.registry import register_reader
 
@@ -267,19 +270,25 @@ def read_outlines(path: Path, malignant: bool, pathology: str) -> tuple[Finding,
     return tuple(findings)
 
 
-def _index_dicoms(folder: Path | None) -> dict[str, list[Path]]:
+def _index_dicoms(folder: Path | None) -> tuple[dict[str, list[Path]], list[Path]]:
+    """``.dcm`` files by their leading File Name number, plus those without one."""
     index: dict[str, list[Path]] = {}
+    unnamed: list[Path] = []
     if folder is None:
-        return index
+        return index, unnamed
     try:
         names = sorted(os.listdir(folder))
     except OSError:
-        return index
+        return index, unnamed
     for name in names:
+        if not name.lower().endswith(".dcm") or name.startswith("."):
+            continue
         match = _DICOM_NAME.match(name)
-        if match and name.lower().endswith(".dcm"):
+        if match:
             index.setdefault(match.group(1), []).append(folder / name)
-    return index
+        else:
+            unnamed.append(folder / name)
+    return index, unnamed
 
 
 def _index_xml(folder: Path | None) -> dict[str, Path]:
@@ -316,10 +325,12 @@ class InbreastReader:
                 )
             rows = _read_xls(meta_path, _rel(meta_path, root))
         rows = _drop_footer(rows)
+        if not rows:
+            raise DatasetError(f"{meta_path}: lists no images (a header without rows)")
 
         dicom_dir = _find(root, ("AllDICOMs",), want_dir=True)
         xml_dir = _find(root, ("AllXML",), want_dir=True)
-        dicoms = _index_dicoms(dicom_dir)
+        dicoms, unnamed = _index_dicoms(dicom_dir)
         xmls = _index_xml(xml_dir)
         dicom_shown = _rel(dicom_dir, root) if dicom_dir is not None else "AllDICOMs"
 
@@ -355,6 +366,11 @@ class InbreastReader:
                 )
                 continue
             dicom = candidates[0]
+            try:
+                detect_format(dicom)  # magic bytes: a renamed PNG is not a mammogram
+            except ImageDecodeError as exc:
+                skipped.append(Skipped(str(dicom), exc.reason))
+                continue
             parts = _DICOM_PARTS.match(dicom.name)
             side = values.get("laterality", "").upper() or None
             if side not in ("L", "R"):
@@ -388,7 +404,16 @@ class InbreastReader:
                 },
             )
             records.append((int(file_name), record))
+        unlisted = [p for key in sorted(set(dicoms) - seen) for p in dicoms[key]] + unnamed
+        for path in sorted(unlisted):
+            skipped.append(Skipped(str(path), f"not listed in {meta_path.name}"))
         records.sort(key=lambda item: item[0])
-        return ReadResult(
-            dataset=DATASET, root=root, records=[r for _, r in records], skipped=skipped
+        result = ReadResult(
+            dataset=DATASET,
+            root=root,
+            records=[r for _, r in records],
+            skipped=skipped,
+            metadata=meta_path,
         )
+        require_usable(result)
+        return result

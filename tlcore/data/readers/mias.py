@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlcore.data.imageio import probe_image
+from tlcore.data.imageio import detect_format, probe_image
 from tlcore.data.records import (
     MALIGNANT,
     NOT_MALIGNANT,
@@ -27,6 +27,7 @@ from tlcore.data.records import (
     ReadResult,
     Skipped,
     anonymous_id,
+    require_usable,
 )
 from tlcore.data.registry import register_reader
 
@@ -207,6 +208,11 @@ class MiasReader:
                 )
                 continue
             try:
+                detect_format(path)  # magic bytes: the .pgm slot must hold a PGM
+            except ImageDecodeError as exc:
+                skipped.append(Skipped(str(path), exc.reason))
+                continue
+            try:
                 record = self._record(refnum, path, entry)
             except ImageDecodeError as exc:
                 skipped.append(
@@ -220,7 +226,11 @@ class MiasReader:
 
         for name in sorted(on_disk):
             skipped.append(Skipped(str(on_disk[name]), f"not listed in {info_path.name}"))
-        return ReadResult(dataset=self.name, root=root, records=records, skipped=skipped)
+        result = ReadResult(
+            dataset=self.name, root=root, records=records, skipped=skipped, metadata=info_path
+        )
+        require_usable(result)
+        return result
 
     def _record(self, refnum: str, path: Path, entry: _Entry) -> ImageRecord:
         height: int | None = None

@@ -16,11 +16,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tlcore.data.imageio import detect_format
 from tlcore.data.records import (
     MALIGNANT,
     NOT_MALIGNANT,
     DatasetError,
     Finding,
+    ImageDecodeError,
     ImageRecord,
     ReadResult,
     Skipped,
@@ -138,6 +140,11 @@ class UltrasoundReader:
                         skipped.append(Skipped(str(m), "mask without a matching image"))
                 for key in sorted(images, key=lambda k: images[k].name):
                     path = images[key]
+                    try:
+                        detect_format(path)  # magic bytes: a .bmp slot must hold a BMP
+                    except ImageDecodeError as exc:
+                        skipped.append(Skipped(str(path), exc.reason))
+                        continue
                     image_masks = sorted(masks.get(key, []), key=_mask_order)
                     finding = Finding(
                         malignant=label == MALIGNANT,
@@ -165,4 +172,6 @@ class UltrasoundReader:
             raise DatasetError(
                 f"{parent}: class folders {found} hold no {wanted} images; {_EXPECTED}"
             )
-        return ReadResult(dataset=self.name, root=root, records=records, skipped=skipped)
+        return ReadResult(
+            dataset=self.name, root=root, records=records, skipped=skipped, metadata=parent
+        )
