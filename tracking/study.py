@@ -1201,6 +1201,7 @@ def prepare_plan(options: StudyOptions, echo: Callable[[str], None] | None = Non
 def run_study(options: StudyOptions, echo: Callable[[str], None] | None = None) -> StudyResult:
     """Plan, skip what is done, launch the rest under a parent run, then build and log the report."""
     from tracking.logger import LoggerSettings, RunLogger, find_finished_run
+    from tracking.privacy import PrivacyError
     from tracking.provenance import code_version
     from tracking.store import get_client
 
@@ -1247,7 +1248,10 @@ def run_study(options: StudyOptions, echo: Callable[[str], None] | None = None) 
         counters = {"done": 0, "failed": 0, "step": 0}
 
         def on_finished(attempt: Attempt, outcome: Outcome | None) -> None:
-            parent.log_file(attempt.log_path, f"{ARTIFACT_LOGS}/{attempt.log_path.name}")
+            try:
+                parent.log_file(attempt.log_path, f"{ARTIFACT_LOGS}/{attempt.log_path.name}")
+            except PrivacyError as exc:  # the log stays on this machine; the store never sees it
+                say(f"note: child log {attempt.log_path.name} not uploaded: {exc}")
             if outcome is None:
                 return
             counters["step"] += 1
