@@ -31,10 +31,13 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
     raise ValueError(f"{name} has values so large that their column sums overflow float64")
 
 
-def as_pair(x: Array, y: Array, *, names: tuple[str, str] = ("x", "y")) -> tuple[torch.Tensor, torch.Tensor]:
+def as_pair(
+    x: Array, y: Array, *, names: tuple[str, str] = ("x", "y"), check_finite: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Both inputs as float64 tensors on one device (a torch input's device wins).
 
-    Checks: 2-D, the same number of rows (samples), at least 2 rows, finite values.
+    Checks: 2-D, the same number of rows (samples), at least 2 rows, finite values (unless
+    ``check_finite=False``: then the caller checks, e.g. with :func:`centred`).
     """
     device = None
     for a in (x, y):
@@ -47,7 +50,8 @@ def as_pair(x: Array, y: Array, *, names: tuple[str, str] = ("x", "y")) -> tuple
             raise ValueError(
                 f"{name} must be 2-D (n_samples, n_features); got shape {tuple(t.shape)}"
             )
-        _check_finite(t, name)
+        if check_finite:
+            _check_finite(t, name)
     if tx.shape[0] != ty.shape[0]:
         raise ValueError(
             f"{names[0]} and {names[1]} must hold the same samples (rows): "
@@ -56,6 +60,21 @@ def as_pair(x: Array, y: Array, *, names: tuple[str, str] = ("x", "y")) -> tuple
     if tx.shape[0] < 2:
         raise ValueError(f"need at least 2 samples, got {tx.shape[0]}")
     return tx, ty
+
+
+def centred(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t - mean, mean)`` over the columns, raising the finite-values error of
+    :func:`as_pair` when a column mean is not finite (numpy on the CPU: one pass cheaper)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        m = a.mean(axis=0)
+        xc, mean = torch.from_numpy(a - m), torch.from_numpy(m)
+    else:
+        mean = t.mean(dim=0)
+        xc = t - mean
+    if not bool(torch.isfinite(mean).all()):
+        _check_finite(t, name)
+    return xc, mean
 
 
 def centre(t: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tlcore.similarity._common import Array, as_pair, gram, non_constant_columns
+from tlcore.similarity._common import Array, as_pair, centred, gram, non_constant_columns
 
 Method = Literal["auto", "qr", "gram", "cholesky"]
 _METHODS = ("auto", "qr", "gram", "cholesky")
@@ -118,10 +118,9 @@ def _whiten_gram(xc: torch.Tensor) -> _Whitened:
     return _Whitened(xc=xc, s=lam.sqrt(), v=vecs, basis=None)
 
 
-def _prepare(t: torch.Tensor) -> torch.Tensor:
+def _prepare(t: torch.Tensor, name: str) -> torch.Tensor:
     """Centred block without its exactly constant columns."""
-    mean = t.mean(dim=0)
-    xc = t - mean
+    xc, mean = centred(t, name)
     keep = non_constant_columns(t, mean, torch.linalg.vector_norm(xc, dim=0) ** 2)
     return xc if bool(keep.all()) else xc[:, keep]
 
@@ -130,7 +129,7 @@ def _whiten_pair(
     tx: torch.Tensor, ty: torch.Tensor, method: Method, rank_tol: float | None
 ) -> tuple[_Whitened, _Whitened]:
     """Both blocks whitened with the eigendecomposition (``auto``/``gram``) or QR."""
-    xc, yc = _prepare(tx), _prepare(ty)
+    xc, yc = _prepare(tx, "x"), _prepare(ty, "y")
     if method in ("auto", "gram"):
         try:
             return _whiten_gram(xc), _whiten_gram(yc)
@@ -185,22 +184,25 @@ def _check_epsilon(epsilon: float) -> None:
 
 
 def _cca(
-    x: Array, y: Array, *, epsilon: float, method: Method, rank_tol: float | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Whitened, _Whitened]:
-    """Canonical correlations with both sides' singular directions (``u``, ``vh``)."""
+    x: Array, y: Array, *, epsilon: float, method: Method, rank_tol: float | None, vectors: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, _Whitened, _Whitened]:
+    """Canonical correlations, with both sides' singular directions (``u``, ``vh``) if asked."""
     _check_epsilon(epsilon)
     tx, ty = as_pair(x, y)
     wx, wy = _whiten_pair(tx, ty, method, rank_tol)
     _check_determined(wx.xc.shape[0], wx.k, wy.k, (tuple(tx.shape), tuple(ty.shape)))
-    u, rho, vh = torch.linalg.svd(_cross(wx, wy, epsilon), full_matrices=False)
+    c = _cross(wx, wy, epsilon)
+    if vectors:
+        u, rho, vh = torch.linalg.svd(c, full_matrices=False)
+    else:
+        u, rho, vh = None, torch.linalg.svdvals(c), None
     return rho.clamp(0.0, 1.0), u, vh, wx, wy
 
 
 # --------------------------------------------------------------------------- Cholesky route
-def _centred_gram(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _centred_gram(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centred block (all columns), its Gram matrix, and the non-constant column mask."""
-    mean = t.mean(dim=0)
-    xc = t - mean
+    xc, mean = centred(t, name)
     g = gram(xc)
     return xc, g, non_constant_columns(t, mean, g.diagonal())
 
@@ -225,8 +227,8 @@ def _cholesky_whitener(g: torch.Tensor, n: int, epsilon: float) -> torch.Tensor:
 
 def _cca_cholesky(tx: torch.Tensor, ty: torch.Tensor, epsilon: float) -> torch.Tensor:
     n = tx.shape[0]
-    xc, gx, kx = _centred_gram(tx)
-    yc, gy, ky = _centred_gram(ty)
+    xc, gx, kx = _centred_gram(tx, "x")
+    yc, gy, ky = _centred_gram(ty, "y")
     if not (bool(kx.any()) and bool(ky.any())):
         raise _IllConditioned("a block has no variance")
     gxy = gram(xc, yc)
@@ -260,7 +262,7 @@ def cca_coefficients(
     _check_method(method)
     _check_epsilon(epsilon)
     if method in ("auto", "cholesky"):
-        tx, ty = as_pair(x, y)
+        tx, ty = as_pair(x, y, check_finite=False)  # checked on the column means
         try:
             return _cca_cholesky(tx, ty, epsilon).cpu().numpy()
         except _IllConditioned as exc:
@@ -270,7 +272,7 @@ def cca_coefficients(
                     f"columns and a scaled condition number <= 1e4); use method='qr'"
                 ) from exc
         method = "qr"
-    rho, _, _, _, _ = _cca(x, y, epsilon=epsilon, method=method, rank_tol=rank_tol)
+    rho, _, _, _, _ = _cca(x, y, epsilon=epsilon, method=method, rank_tol=rank_tol, vectors=False)
     return rho.cpu().numpy()
 
 
@@ -331,7 +333,7 @@ class _Spectrum:
 
 
 def _spectrum(t: torch.Tensor, method: Method, rank_tol: float | None, name: str) -> _Spectrum:
-    xc = _prepare(t)
+    xc = _prepare(t, name)
     n, d = xc.shape
     if d == 0:
         raise ValueError(f"{name} has no variance (all columns constant); SVCCA is undefined")
@@ -462,7 +464,7 @@ def pwcca(
     inverts a singular covariance with a pseudo-inverse).
     """
     _check_method(method, ("auto", "qr", "gram"))
-    rho, u, vh, wx, wy = _cca(x, y, epsilon=epsilon, method=method, rank_tol=rank_tol)
+    rho, u, vh, wx, wy = _cca(x, y, epsilon=epsilon, method=method, rank_tol=rank_tol, vectors=True)
     m = int(rho.shape[0])
     w, dirs = (wx, u) if wx.xc.shape[1] <= wy.xc.shape[1] else (wy, vh.T)
     # With X = B S V^T (B orthonormal): X u_i = B (S u_i); QR of the small S U gives
