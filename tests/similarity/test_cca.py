@@ -170,6 +170,13 @@ def test_input_validation():
         cca_coefficients(np.ones(10), np.ones((10, 2)))
     with pytest.raises(ValueError, match="NaN or inf"):
         cca_coefficients(np.full((10, 2), np.nan), np.ones((10, 2)))
+    with_inf = np.random.default_rng(0).standard_normal((10, 2))
+    with_inf[3, 1] = -np.inf
+    for fn in (cca_coefficients, pwcca, svcca, linear_cka):
+        with pytest.raises(ValueError, match="y contains NaN or inf"):
+            fn(np.random.default_rng(1).standard_normal((10, 2)), with_inf)
+    with pytest.raises(ValueError, match="overflow float64"):
+        cca_coefficients(np.full((10, 2), 1e308), with_inf[:, :1] * 0 + 1.0)
     with pytest.raises(ValueError, match="no variance"):
         cca_coefficients(np.ones((10, 2)), np.random.default_rng(0).standard_normal((10, 2)))
 

@@ -67,8 +67,9 @@ def centred(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     :func:`as_pair` when a column mean is not finite (numpy on the CPU: one pass cheaper)."""
     if t.device.type == "cpu":
         a = t.numpy()
-        m = a.mean(axis=0)
-        xc, mean = torch.from_numpy(a - m), torch.from_numpy(m)
+        with np.errstate(all="ignore"):  # non-finite input is reported below, not warned about
+            m = a.mean(axis=0)
+            xc, mean = torch.from_numpy(a - m), torch.from_numpy(m)
     else:
         mean = t.mean(dim=0)
         xc = t - mean
