@@ -110,6 +110,39 @@ def test_ill_conditioned_block_uses_qr_and_stays_accurate():
     np.testing.assert_allclose(cca_coefficients(x, y), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dims", [(8, 6), (40, 40), (3, 25)])
+def test_cholesky_route_agrees_with_qr_on_well_conditioned_data(dims):
+    x, y = _correlated(n=3000, dx=dims[0], dy=dims[1], seed=19)
+    x = x + 50.0  # large means: centring happens before the Gram products
+    chol = cca_coefficients(x, y, method="cholesky")
+    np.testing.assert_allclose(chol, cca_coefficients(x, y, method="qr"), atol=1e-10)
+    np.testing.assert_allclose(cca_coefficients(x, y), chol, atol=0)  # auto takes this route
+    ridge = cca_coefficients(x, y, epsilon=0.5, method="cholesky")
+    np.testing.assert_allclose(ridge, cca_coefficients(x, y, epsilon=0.5, method="qr"), atol=1e-10)
+
+
+def test_cholesky_route_drops_constant_columns_and_refuses_ill_conditioned_blocks():
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((500, 5)) + 1e6  # large mean, unit spread: not constant
+    y = x @ rng.standard_normal((5, 4)) + rng.standard_normal((500, 4))
+    x_dead = np.hstack([x, np.zeros((500, 1)), np.full((500, 1), 1e6 + 0.1)])
+    np.testing.assert_allclose(cca_coefficients(x_dead, y, method="cholesky"),
+                               cca_coefficients(x, y, method="qr"), atol=1e-9)
+    # column scales do not matter (the Gram matrix is scaled to unit diagonal) ...
+    scaled = x * np.array([1.0, 1e-3, 1e-6, 1e-7, 1e3])
+    np.testing.assert_allclose(cca_coefficients(scaled, y, method="cholesky"),
+                               cca_coefficients(x, y, method="qr"), atol=1e-9)
+    # ... near-collinear columns do: refused here, and auto takes QR and stays accurate
+    bad = np.hstack([x, x[:, :1] + 1e-6 * rng.standard_normal((500, 1))])
+    with pytest.raises(ValueError, match="method='cholesky' refused"):
+        cca_coefficients(bad, y, method="cholesky")
+    np.testing.assert_allclose(cca_coefficients(bad, y), cca_coefficients(bad, y, method="qr"), atol=0)
+    with pytest.raises(ValueError, match="method='cholesky' refused"):
+        cca_coefficients(bad, y, method="cholesky")
+    with pytest.raises(ValueError, match="method='cholesky' refused"):
+        cca_coefficients(np.hstack([x, x[:, :1]]), y, method="cholesky")
+
+
 def test_epsilon_ridge_shrinks_correlations():
     x, y = _correlated(seed=6)
     plain = cca_coefficients(x, y)
@@ -137,6 +170,13 @@ def test_input_validation():
         cca_coefficients(np.ones(10), np.ones((10, 2)))
     with pytest.raises(ValueError, match="NaN or inf"):
         cca_coefficients(np.full((10, 2), np.nan), np.ones((10, 2)))
+    with_inf = np.random.default_rng(0).standard_normal((10, 2))
+    with_inf[3, 1] = -np.inf
+    for fn in (cca_coefficients, pwcca, svcca, linear_cka):
+        with pytest.raises(ValueError, match="y contains NaN or inf"):
+            fn(np.random.default_rng(1).standard_normal((10, 2)), with_inf)
+    with pytest.raises(ValueError, match="overflow float64"):
+        cca_coefficients(np.full((10, 2), 1e308), with_inf[:, :1] * 0 + 1.0)
     with pytest.raises(ValueError, match="no variance"):
         cca_coefficients(np.ones((10, 2)), np.random.default_rng(0).standard_normal((10, 2)))
 
@@ -159,6 +199,27 @@ def test_svcca_keep_share_and_count():
         svcca(x, y, keep=1.5)
     with pytest.raises(ValueError, match=">= 1"):
         svcca(x, y, keep=0)
+
+
+def test_svcca_reports_wanted_and_kept_directions_when_capped():
+    rng = np.random.default_rng(21)
+    n = 60
+    x = rng.standard_normal((n, 40))  # isotropic: 99 % of the variance needs ~38 directions
+    y = x[:, :10] @ rng.standard_normal((10, 12)) + 0.1 * rng.standard_normal((n, 12))
+    free = svcca_details(x, y, keep=0.99, min_samples_per_dim=1.0)  # 60 >= 37 + 9: no cap
+    assert free.cap is None and not free.capped and (free.dims_x, free.dims_y) == (37, 9)
+    assert svcca_details(x, y, keep=0.99).wanted_dims_x == 37  # no guard asked for
+    res = svcca_details(x, y, keep=0.99, min_samples_per_dim=2.0)
+    assert res.wanted_dims_x > 30 and res.cap == (n - 1) // 4 == 14
+    assert (res.dims_x, res.dims_y) == (14, min(res.wanted_dims_y, 14)) and res.capped
+    assert res.coefficients.shape == (min(res.dims_x, res.dims_y),)
+    uncapped = svcca_details(x[:, :3], y[:, :3], keep=0.99, min_samples_per_dim=2.0)
+    assert uncapped.cap is None and not uncapped.capped
+    assert (uncapped.dims_x, uncapped.dims_y) == (uncapped.wanted_dims_x, uncapped.wanted_dims_y)
+    with pytest.raises(UnderdeterminedError, match="too few for any direction"):
+        svcca_details(x[:4], y[:4], keep=0.99, min_samples_per_dim=2.0)
+    with pytest.raises(ValueError, match="min_samples_per_dim"):
+        svcca_details(x, y, min_samples_per_dim=0.5)
 
 
 def test_svcca_gram_and_qr_routes_agree_for_tall_and_wide_blocks():
@@ -186,17 +247,73 @@ def test_pwcca_weights_favour_directions_that_explain_neurons():
     assert 0.0 <= pwcca(x, y) <= 1.0
 
 
-def test_pwcca_matches_explicit_canonical_variates():
-    x, y = _correlated(n=500, dx=7, dy=5, seed=15)
+def _inv_sqrt(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(s)
+    return (v / np.sqrt(w)) @ v.T
+
+
+def _reference_pwcca(x: np.ndarray, y: np.ndarray, *, flip: int | None = None) -> float:
+    """google/svcca ``compute_pwcca`` (Morcos et al. 2018), transcribed for (samples, neurons).
+
+    SVD of the whitened cross-covariance ``M = Sxx^-1/2 Sxy Syy^-1/2 = U diag(rho) W^T``;
+    on the side with fewer neurons (x on a tie; the y branch is upstream PR #9's fix of an
+    IndexError), directions ``centred @ U`` plus each neuron's mean added to the direction
+    of the same index, orthonormalised by QR; weights = summed |projections| of that side's
+    raw activations, normalised; result ``sum(w * rho)``. ``flip`` negates one singular
+    vector (an equally valid SVD) to expose the reference's sign dependence.
+    """
+    n = x.shape[0]
     xc, yc = x - x.mean(0), y - y.mean(0)
-    qx, qy = np.linalg.qr(xc)[0], np.linalg.qr(yc)[0]
-    u, rho, _ = np.linalg.svd(qx.T @ qy, full_matrices=False)
-    h = qx @ u  # x's canonical variates, unit norm, (n, 5)
-    corr = (h.T @ xc) / (np.linalg.norm(h, axis=0)[:, None] * np.linalg.norm(xc, axis=0)[None, :])
-    w = np.abs(corr).sum(axis=1)
-    expected = float(np.sum(w / w.sum() * rho))
-    assert pwcca(x, y) == pytest.approx(expected, abs=1e-10)
-    assert pwcca(x, y, method="qr") == pytest.approx(expected, abs=1e-10)
+    sxx, syy, sxy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1), xc.T @ yc / (n - 1)
+    u, rho, wt = np.linalg.svd(_inv_sqrt(sxx) @ sxy @ _inv_sqrt(syy))
+    if x.shape[1] <= y.shape[1]:
+        acts, centred, vecs = x, xc, u
+    else:
+        acts, centred, vecs = y, yc, wt.T
+    if flip is not None:
+        vecs = vecs.copy()
+        vecs[:, flip] *= -1
+    dirns = centred @ vecs + acts.mean(0)
+    p, _ = np.linalg.qr(dirns)
+    w = np.abs(p.T @ acts).sum(axis=1)
+    w = w / w.sum()
+    return float(np.sum(w * rho))
+
+
+@pytest.mark.parametrize("dx,dy", [(5, 8), (8, 8), (16, 40), (3, 3)])
+def test_pwcca_matches_google_svcca_formula(dx, dy):
+    worst = 0.0
+    for seed in range(4):
+        x, y = _correlated(n=3000, dx=dx, dy=dy, seed=100 + seed)
+        x = x - x.mean(0)  # the reference is only well defined on centred x (next test)
+        expected = _reference_pwcca(x, y)
+        for method in ("auto", "qr"):
+            worst = max(worst, abs(pwcca(x, y, method=method) - expected))
+    assert worst < 1e-6, worst  # measured ~2e-13
+
+
+def test_pwcca_is_shift_invariant_where_the_reference_depends_on_svd_signs():
+    x, y = _correlated(n=2000, dx=8, dy=8, seed=16)
+    x = x + 2.0  # uncentred activations, as after a ReLU
+    # Two equally valid SVDs give the reference two different answers on uncentred x ...
+    spread = abs(_reference_pwcca(x, y) - _reference_pwcca(x, y, flip=0))
+    assert spread > 1e-3
+    # ... while on centred x the sign does not matter and tlcore agrees.
+    xc = x - x.mean(0)
+    assert _reference_pwcca(xc, y, flip=0) == pytest.approx(_reference_pwcca(xc, y), abs=1e-12)
+    assert pwcca(x, y) == pytest.approx(_reference_pwcca(xc, y), abs=1e-10)
+    assert pwcca(x - 7.0, y + 3.0) == pytest.approx(pwcca(x, y), abs=1e-12)
+
+
+def test_pwcca_wider_x_weights_by_y_as_upstream_pr9():
+    # google/svcca raises IndexError here (x has more neurons than y); tlcore weights by y.
+    x, y = _correlated(n=3000, dx=9, dy=4, seed=17)
+    y = y - y.mean(0)
+    assert pwcca(x, y) == pytest.approx(_reference_pwcca(x, y), abs=1e-10)
+    assert pwcca(x, y) == pytest.approx(pwcca(y, x), abs=1e-12)  # symmetric when widths differ
+    # equal widths: weighted from x, so the order of the arguments matters
+    a, b = _correlated(n=3000, dx=6, dy=6, seed=18)
+    assert abs(pwcca(a, b) - pwcca(b, a)) > 1e-6
 
 
 # ---------------------------------------------------------------- CKA

@@ -18,13 +18,14 @@ from tlcore.similarity.cca import (
 )
 from tlcore.similarity.cka import linear_cka
 from tlcore.similarity.layerwise import MEASURES, layerwise_similarity
-from tlcore.similarity.trend import describe_trend
+from tlcore.similarity.trend import TREND_TOLERANCE, describe_trend
 
 __all__ = [
     "MEASURES",
     "ActivationSampler",
     "PairedActivationSampler",
     "SVCCAResult",
+    "TREND_TOLERANCE",
     "UnderdeterminedError",
     "cca_coefficients",
     "describe_trend",
