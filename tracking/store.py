@@ -55,6 +55,15 @@ def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) 
     return env or default_tracking_uri(cwd)
 
 
+def display_uri(uri: str) -> str:
+    """A tracking URI fit for messages: credentials dropped (scheme, host, port and path kept)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https") or "@" in parsed.netloc:
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{parsed.hostname or ''}{port}{parsed.path}"
+    return uri
+
+
 def is_http_uri(uri: str) -> bool:
     """True for ``http://`` / ``https://`` tracking URIs."""
     return uri.startswith(("http://", "https://"))
