@@ -29,7 +29,7 @@ def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_ru
     """Write table_<dataset>.csv, table_hybrid.csv, cca.csv, figures, report.md and report.html."""
     from tracking.query import NoStudyError, latest_study_experiment
     from tracking.report import ReportError, build_report, log_report
-    from tracking.store import TrackingConfigError, resolve_tracking_uri
+    from tracking.store import TrackingConfigError, browse_hint, get_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri or None)
     if not experiment:
@@ -49,6 +49,9 @@ def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_ru
     for finding in result.findings:
         click.echo(f"  - {finding}")
     click.echo(f"written to {out_dir.resolve()} (open report.html in a browser)")
+    found = get_client(uri).get_experiment_by_name(experiment)
+    if found is not None:
+        click.echo(browse_hint(uri, found.experiment_id))
     if run_id:
         click.echo(f"logged as run {run_id}")
 

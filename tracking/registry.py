@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracking.schema import CHAMPION_ALIAS, Artifact, Metric, Tag, registered_model_name
+from tracking.schema import (
+    CHAMPION_ALIAS,
+    REGISTERED_MODEL_PREFIX,
+    TAG_PROJECT,
+    Artifact,
+    Metric,
+    Param,
+    Tag,
+    registered_model_description,
+    registered_model_name,
+)
 from tracking.store import get_client
 
 
@@ -48,11 +58,16 @@ def _code(exc: BaseException) -> str:
 
 
 def _missing_model_message(name: str) -> str:
-    model = name[len("ddsm-"):] if name.startswith("ddsm-") else name
+    model = name.removeprefix("ddsm-")
     return (
         f"no registered model {name!r}: run `tlstudy pretrain --model {model}` "
         f"(or `mlflow run . -e pretrain -P model={model}`) first"
     )
+
+
+def _model_of(registered_name: str) -> str:
+    """``ddsm-resnet50`` -> ``resnet50`` (other names are returned as they are)."""
+    return registered_name.removeprefix(REGISTERED_MODEL_PREFIX)
 
 
 def register_checkpoint(
@@ -79,7 +94,10 @@ def register_checkpoint(
         raise RegistryError(f"cannot register {model_name!r}: run {run_id} not found ({exc})") from exc
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
     try:
-        client.create_registered_model(model_name)
+        client.create_registered_model(
+            model_name, tags={TAG_PROJECT: "tlstudy", Param.MODEL: _model_of(model_name)},
+            description=registered_model_description(_model_of(model_name)),
+        )
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_ALREADY_EXISTS":
             raise
