@@ -44,7 +44,11 @@ def list_weights() -> None:
 def fetch(models: tuple[str, ...], all_models: bool, member: str | None) -> None:
     """Download ImageNet weights into the hub cache (run it where there is network)."""
     from tlcore.models import WeightsNotFoundError, get_spec
-    from tlcore.models.weights import cached_weights_path, download_weights, weights_members
+    from tlcore.models.weights import (
+        cached_weights_path,
+        download_weights,
+        weights_members,
+    )
 
     valid = _imagenet_models()
     names = valid if all_models else list(models)

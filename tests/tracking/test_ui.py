@@ -38,7 +38,7 @@ CELLS = [("mias", "resnet50", "ddsm", 0.2, "all", 0), ("mias", "resnet50", "rand
 def chromium(url: str, *what: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *what, url],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
 
 
 def rendered(url: str, wanted: str) -> str:

@@ -221,7 +221,7 @@ def as_state_dict(obj: object, *, source: str = "state dict") -> StateDict:
         for key, value in obj.items():
             if not isinstance(value, Tensor):
                 raise StateDictMismatchError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
-            out[key[len("module.") :] if key.startswith("module.") else key] = value
+            out[key.removeprefix("module.")] = value
         return out
     raise StateDictMismatchError(f"{source}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
 
