@@ -250,7 +250,7 @@ def _get_version(client, name: str, version: str | None, alias: str | None):
             raise
         what = f"version {version}" if version is not None else f"alias {alias!r}"
         raise RegistryError(
-            f"registered model {name!r} has no {what}; see `mlflow models` / the MLflow UI for its versions "
+            f"registered model {name!r} has no {what}; see the MLflow UI (Model registry) for its versions "
             f"(`tlstudy pretrain` promotes the best one to '{CHAMPION_ALIAS}')"
         ) from None
 
