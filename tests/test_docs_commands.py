@@ -25,8 +25,8 @@ from pipelines.cli import main as tlstudy_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
-PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.DOTALL)
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 # Programs a doc may print that tlstudy does not own; everything else must be checked below.
 EXTERNAL = {"cp", "docker", "source", "export", "pip"}
 PLACEHOLDER = "PLACEHOLDER"
