@@ -29,9 +29,19 @@ def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_ru
     """Write table_<dataset>.csv, table_hybrid.csv, cca.csv, figures, report.md and report.html."""
     from tracking.query import NoStudyError, latest_study_experiment
     from tracking.report import ReportError, build_report, log_report
-    from tracking.store import TrackingConfigError, browse_hint, get_client, resolve_tracking_uri
+    from tracking.store import (
+        TrackingConfigError,
+        browse_hint,
+        get_client,
+        is_sqlite_uri,
+        resolve_tracking_uri,
+        sqlite_path,
+    )
 
     uri = resolve_tracking_uri(tracking_uri or None)
+    if is_sqlite_uri(uri) and not sqlite_path(uri).is_file():
+        raise click.ClickException(f"no tracking database at {sqlite_path(uri)}: run a study first "
+                                   f"(`tlstudy study --profile quick`), or pass --tracking-uri")
     if not experiment:
         try:
             experiment, why = latest_study_experiment(uri)

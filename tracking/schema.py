@@ -2,7 +2,7 @@
 
 Run names, params, tags, metrics and artifact paths are constants here; every other
 module (and the report) refers to them by these names. ``python -m tracking.schema``
-prints the schema as a Markdown table for the README.
+prints the schema as a Markdown table for docs/schema.md.
 """
 
 from __future__ import annotations

@@ -78,3 +78,14 @@ def test_cannot_choose_lists_the_experiments_in_one_line(store):
     assert "--experiment NAME" in lines[0]
     assert "Default, tlstudy-a, tlstudy-b" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_no_store_here_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    result = _report()
+    assert result.exit_code == 1
+    assert result.output == (f"Error: no tracking database at {tmp_path.resolve() / 'mlflow.db'}: run a study first "
+                             "(`tlstudy study --profile quick`), or pass --tracking-uri\n")
+    assert not (tmp_path / "mlflow.db").exists()

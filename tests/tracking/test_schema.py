@@ -60,3 +60,8 @@ def test_module_prints_the_markdown_table():
                          check=True, timeout=60)
     assert out.stdout == schema.SCHEMA_DOC
     assert "| param | `ft_fraction` |" in out.stdout
+
+
+def test_docs_schema_page_holds_the_generated_table():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "schema.md").read_text()
+    assert schema.SCHEMA_DOC in page, "regenerate the table in docs/schema.md with `python -m tracking.schema`"
