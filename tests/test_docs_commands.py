@@ -280,3 +280,22 @@ def test_weights_commands_run_as_printed(tmp_path):
                             env=env, capture_output=True, text=True, timeout=300, check=False)
     assert listed.returncode == 0, listed.stderr
     assert "resnet50-0676ba61.pth" in listed.stdout and str(tmp_path / "torch") in listed.stdout
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub-style anchors of the headings of ``path``."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in path.read_text().splitlines() if line.startswith("#")}
+
+
+def test_links_between_the_pages_resolve():
+    checked = 0
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", path.read_text()):
+            file, anchor = target
+            linked = (path.parent / file).resolve() if file else path
+            assert linked.is_file(), f"{path.relative_to(ROOT)}: broken link {file}"
+            if anchor:
+                assert anchor in _anchors(linked), f"{path.relative_to(ROOT)}: no heading #{anchor} in {file}"
+            checked += 1
+    assert checked >= 12  # the README's table of pages at least
