@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "cca": "pipelines.cca:main",
     "study": "pipelines.study:main",
     "report": "pipelines.report:main",
+    "weights": "pipelines.weights_cmds:weights_group",
 }
 
 

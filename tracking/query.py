@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from tracking.schema import DEFAULT_EXPERIMENT, Tag
-from tracking.store import get_client
+from tracking.store import display_uri, get_client
 
 _BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
 PAGE_SIZE = 1000
@@ -97,3 +97,43 @@ def search_study_runs(
         if not token:
             break
     return runs_to_frame(runs)
+
+
+class NoStudyError(LookupError):
+    """The store holds no study run the report could default to (the message lists the experiments)."""
+
+
+def latest_study_experiment(tracking_uri: str | None = None) -> tuple[str, str]:
+    """Name of the experiment to report when none is given, and why it was chosen.
+
+    The experiment whose most recent study parent run (``tlstudy.stage = 'study'``) started
+    last wins; failing any study run, the single experiment holding tlstudy runs. Raises
+    :class:`NoStudyError` listing the active experiments when neither decides.
+    """
+    from tracking.schema import STAGE_STUDY
+
+    client = get_client(tracking_uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+
+    def latest(clause: str) -> list[tuple[int, str]]:
+        """(start time of the newest matching run, experiment id), newest first."""
+        newest = []
+        for experiment_id in experiments:
+            runs = client.search_runs([experiment_id], filter_string=clause, max_results=1,
+                                      order_by=["attributes.start_time DESC"])
+            if runs:
+                newest.append((runs[0].info.start_time or 0, experiment_id))
+        return sorted(newest, reverse=True)
+
+    studies = latest(eq("tags", Tag.STAGE, STAGE_STUDY))
+    if studies and (len(studies) == 1 or studies[0][0] > studies[1][0]):
+        return experiments[studies[0][1]], "most recent study"
+    if not studies:
+        tagged = latest(f"tags.`{Tag.STAGE}` LIKE '%'")  # any run a tlstudy stage logged
+        if len(tagged) == 1:
+            return experiments[tagged[0][1]], "the only experiment with tlstudy runs"
+    names = ", ".join(sorted(experiments.values())) or "none"
+    why = ("several studies started at the same time" if studies
+           else "no study run (tag tlstudy.stage = 'study') in any experiment")
+    raise NoStudyError(f"cannot choose an experiment to report ({why}); pass --experiment NAME; "
+                       f"experiments on {display_uri(client.tracking_uri)}: {names}")

@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tracking.schema import CHAMPION_ALIAS, Artifact, Metric, Tag, registered_model_name
+from tracking.schema import (
+    CHAMPION_ALIAS,
+    REGISTERED_MODEL_PREFIX,
+    TAG_PROJECT,
+    Artifact,
+    Metric,
+    Param,
+    Tag,
+    registered_model_description,
+    registered_model_name,
+)
 from tracking.store import get_client, resolve_tracking_uri
 
 
@@ -57,7 +67,7 @@ def _code(exc: BaseException) -> str:
 
 
 def _missing_model_message(name: str) -> str:
-    model = name[len("ddsm-"):] if name.startswith("ddsm-") else name
+    model = name.removeprefix("ddsm-")
     return (
         f"no registered model {name!r}: run `tlstudy pretrain --model {model}` "
         f"(or `mlflow run . -e pretrain -P model={model}`) first"
@@ -98,6 +108,11 @@ def _recorded_sha256(client, run_id: str) -> str:
     return client.get_run(run_id).data.tags.get(Tag.STATE_DICT_SHA256, "")
 
 
+def _model_of(registered_name: str) -> str:
+    """``ddsm-resnet50`` -> ``resnet50`` (other names are returned as they are)."""
+    return registered_name.removeprefix(REGISTERED_MODEL_PREFIX)
+
+
 def register_checkpoint(
     run_id: str,
     artifact_path: str = Artifact.MODEL,
@@ -130,7 +145,10 @@ def register_checkpoint(
             shutil.rmtree(staging, ignore_errors=True)
         client.set_tag(run_id, Tag.STATE_DICT_SHA256, digest)
     try:
-        client.create_registered_model(model_name)
+        client.create_registered_model(
+            model_name, tags={TAG_PROJECT: "tlstudy", Param.MODEL: _model_of(model_name)},
+            description=registered_model_description(_model_of(model_name)),
+        )
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_ALREADY_EXISTS":
             raise
@@ -297,7 +315,7 @@ def _get_version(client, name: str, version: str | None, alias: str | None):
             raise
         what = f"version {version}" if version is not None else f"alias {alias!r}"
         raise RegistryError(
-            f"registered model {name!r} has no {what}; see `mlflow models` / the MLflow UI for its versions "
+            f"registered model {name!r} has no {what}; see the MLflow UI (Model registry) for its versions "
             f"(`tlstudy pretrain` promotes the best one to '{CHAMPION_ALIAS}')"
         ) from None
 

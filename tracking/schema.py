@@ -2,7 +2,7 @@
 
 Run names, params, tags, metrics and artifact paths are constants here; every other
 module (and the report) refers to them by these names. ``python -m tracking.schema``
-prints the schema as a Markdown table for the README.
+prints the schema as a Markdown table for docs/schema.md.
 """
 
 from __future__ import annotations
@@ -63,6 +63,21 @@ class Tag:
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
 
+class MlflowTag:
+    """MLflow's own experiment / registered-model tags that tlstudy sets (not prefixed)."""
+
+    #: Read by the MLflow 3.x UI to choose between its GenAI and model-training views.
+    EXPERIMENT_KIND: Final = "mlflow.experimentKind"
+    #: The description shown on the experiment and registered-model pages (Markdown).
+    NOTE: Final = "mlflow.note.content"
+
+
+#: ``mlflow.experimentKind`` value of a model-training experiment (MLflow 3.x UI).
+EXPERIMENT_KIND_TRAINING: Final = "custom_model_development"
+#: tlstudy tag on experiments and registered models it creates.
+TAG_PROJECT: Final = "tlstudy.project"
+
+
 class Metric:
     """Metric names. Per-epoch metrics use ``step = epoch``."""
 
@@ -97,6 +112,20 @@ def registered_model_name(model: str) -> str:
 format_fraction = fraction_key  # one definition: tlcore.design.fraction_key
 
 
+#: Separator of run-name parts; run names are read in the MLflow UI, which cuts them short.
+RUN_NAME_SEP: Final = "\u00b7"  # middle dot
+#: Short forms used in run names only (params keep the full names).
+RUN_NAME_MODELS: Final = {"resnet50": "r50", "vgg16": "vgg16", "inception_v3": "incv3", "patch_cnn": "patch"}
+RUN_NAME_INITS: Final = {"random": "rand", "imagenet": "inet", "ddsm": "ddsm"}
+#: The dataset every pre-training run uses; left out of pretrain run names.
+PRETRAIN_DATASET: Final = "ddsm"
+
+
+def format_fraction_percent(fraction: float | str) -> str:
+    """``0.1 -> "10"``, ``0.0 -> "0"``, ``0.125 -> "12.5"`` (the run-name form of a fraction)."""
+    return f"{round(float(format_fraction(fraction)) * 100, 4):g}"
+
+
 def run_name(
     stage: str,
     dataset: str | None = None,
@@ -106,23 +135,55 @@ def run_name(
     transfer: str | None = None,
     seed: int | None = None,
 ) -> str:
-    """Human-readable run name, e.g. ``finetune mias resnet50 ddsm ft0.1 all s0``.
+    """Run name whose first characters tell runs apart in the MLflow UI's run list.
 
-    Parts that are None are left out (``pretrain ddsm resnet50 imagenet s0``).
+    Fine-tune runs lead with the dataset: ``mias·r50·ddsm·ft10·s0`` (``·hyb`` before the
+    seed for hybrid transfer); other stages lead with the stage:
+    ``pretrain·r50·inet·s0`` (DDSM implied), ``cca·inbreast·r50·ddsm·s0``, ``study``.
+    Parts that are None are left out; models and inits are shortened
+    (:data:`RUN_NAME_MODELS`, :data:`RUN_NAME_INITS`); the params keep the full names.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
-    parts: list[str] = [stage]
-    for part in (dataset, model, init):
-        if part is not None:
-            parts.append(str(part))
+    parts: list[str] = [] if stage == STAGE_FINETUNE else [stage]
+    if dataset is not None and not (stage == STAGE_PRETRAIN and dataset == PRETRAIN_DATASET):
+        parts.append(str(dataset))
+    if model is not None:
+        parts.append(RUN_NAME_MODELS.get(str(model), str(model)))
+    if init is not None:
+        parts.append(RUN_NAME_INITS.get(str(init), str(init)))
     if ft_fraction is not None:
-        parts.append(f"ft{format_fraction(ft_fraction)}")
-    if transfer is not None:
-        parts.append(str(transfer))
+        parts.append(f"ft{format_fraction_percent(ft_fraction)}")
+    if transfer is not None and transfer != "all":
+        parts.append("hyb" if transfer == "hybrid" else str(transfer))
     if seed is not None:
         parts.append(f"s{int(seed)}")
-    return " ".join(parts)
+    return RUN_NAME_SEP.join(parts) if parts else stage
+
+
+def experiment_tags(name: str) -> dict[str, str]:
+    """Tags tlstudy sets on an experiment it creates or first uses (kind, description, project)."""
+    example = run_name(STAGE_FINETUNE, "mias", "resnet50", "ddsm", 0.1, "all", 0)
+    note = (
+        f"**tlstudy** transfer-learning study `{name}`: pre-training on DDSM, fine-tuning on INbreast, "
+        f"MIAS and ultrasound, SVCCA between the models (paper: *Transfer Learning Pre-training Dataset "
+        f"Effect Analysis for Breast Cancer Imaging*).\n\n"
+        f"Run names read `<dataset>·<model>·<init>·ft<percent>[·hyb]·s<seed>` (e.g. `{example}`); "
+        f"other stages start with the stage (`pretrain·…`, `cca·…`, `study`, `report`). "
+        f"Filter with the params `{Param.DATASET}`, `{Param.MODEL}`, `{Param.INIT}`, `{Param.FT_FRACTION}`, "
+        f"`{Param.TRANSFER}`, `{Param.SEED}` or the tag `{Tag.STAGE}`. The `study` run is the parent of "
+        f"every run it launched; `report` runs hold the tables (report.html)."
+    )
+    return {MlflowTag.EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING, MlflowTag.NOTE: note, TAG_PROJECT: "tlstudy"}
+
+
+def registered_model_description(model: str) -> str:
+    """Description of the registered DDSM checkpoint of ``model``."""
+    return (
+        f"{model} pre-trained on DDSM by `tlstudy pretrain --model {model}`; each version is one "
+        f"pre-training run. Alias `{CHAMPION_ALIAS}` = the version with the best `{Metric.TEST_AUC}`. "
+        f"Fine-tunes reuse it with `-P init=ddsm` (`models:/{REGISTERED_MODEL_PREFIX}{model}@{CHAMPION_ALIAS}`)."
+    )
 
 
 @dataclass(frozen=True)
@@ -136,8 +197,9 @@ class SchemaEntry:
 
 
 SCHEMA: Final[tuple[SchemaEntry, ...]] = (
-    SchemaEntry("run name", "<stage> <dataset> <model> <init> ft<fraction> <transfer> s<seed>",
-                "Parts that do not apply are left out.", "finetune mias resnet50 ddsm ft0.1 all s0"),
+    SchemaEntry("run name", "<dataset>·<model>·<init>·ft<percent>[·hyb]·s<seed> (fine-tune); <stage>·... (others)",
+                "Short forms: r50, vgg16, incv3, patch; rand, inet, ddsm. Pretrain names leave DDSM out; "
+                "parts that do not apply are left out.", "mias·r50·ddsm·ft10·s0, pretrain·r50·inet·s0"),
     SchemaEntry("param", Param.DATASET, "Target (or pre-training) dataset.", "mias"),
     SchemaEntry("param", Param.MODEL, "Model architecture name.", "resnet50"),
     SchemaEntry("param", Param.INIT, "Initialisation: " + " / ".join(INITS) + ".", "ddsm"),
@@ -163,6 +225,10 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("tag", Tag.SYNTHETIC_DATA, "'true' when the data root holds tlstudy's look-alike marker.", "true"),
     SchemaEntry("tag", Tag.STATE_DICT_SHA256, "sha256 of weights/state_dict.pt, set on the run and the model version "
                 "at registration; reuse refuses a file that differs.", "5d41402abc4b2a76..."),
+    SchemaEntry("experiment tag", MlflowTag.EXPERIMENT_KIND, "Set by tlstudy so MLflow 3.x UI versions that read it open the "
+                "model-training view.", EXPERIMENT_KIND_TRAINING),
+    SchemaEntry("experiment tag", MlflowTag.NOTE, "Description of the experiment (and of each registered model).", ""),
+    SchemaEntry("experiment tag", TAG_PROJECT, "Marks experiments and registered models tlstudy created.", "tlstudy"),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
     SchemaEntry("metric", Metric.TEST_AUC_CI_LOW, "Lower bound of the bootstrap 95% CI of test_auc.", "0.85"),

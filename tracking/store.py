@@ -12,10 +12,11 @@ import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Final
 from urllib.parse import unquote, urlparse
 
 from tlcore.locking import file_lock
-from tracking.schema import DEFAULT_EXPERIMENT
+from tracking.schema import DEFAULT_EXPERIMENT, experiment_tags
 
 # Bounded HTTP retries inside the MLflow client. The logger adds its own retry with
 # backoff and a local journal, so the client must fail in seconds, not minutes
@@ -53,6 +54,15 @@ def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) 
         return uri
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     return env or default_tracking_uri(cwd)
+
+
+def display_uri(uri: str) -> str:
+    """A tracking URI fit for messages: credentials dropped (scheme, host, port and path kept)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https") or "@" in parsed.netloc:
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{parsed.hostname or ''}{port}{parsed.path}"
+    return uri
 
 
 def is_http_uri(uri: str) -> bool:
@@ -130,17 +140,31 @@ def get_client(uri: str | None = None):
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 
+def ensure_experiment_tags(client, experiment) -> None:
+    """Set :func:`tracking.schema.experiment_tags` that ``experiment`` lacks (a user's own values are kept).
+
+    Covers experiments tlstudy did not create itself (``mlflow run --experiment-name X``,
+    ``mlflow experiments create``): they get the model-training kind and a description
+    the first time tlstudy uses them.
+    """
+    have = experiment.tags or {}
+    for key, value in experiment_tags(experiment.name).items():
+        if key not in have:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+
+
 def get_or_create_experiment(client, name: str = DEFAULT_EXPERIMENT) -> str:
-    """Experiment id for ``name``, creating it if needed (safe when several processes race)."""
+    """Experiment id for ``name``, creating it (with its tags) if needed; safe when several processes race."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage != "active":
             raise TrackingConfigError(
-                f"experiment {name!r} is deleted on {client.tracking_uri}; restore it "
+                f"experiment {name!r} is deleted on {display_uri(client.tracking_uri)}; restore it "
                 f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or pick another name"
             )
+        ensure_experiment_tags(client, experiment)
         return experiment.experiment_id
     uri = client.tracking_uri
     artifact_location = default_artifact_root(uri)
@@ -150,13 +174,37 @@ def get_or_create_experiment(client, name: str = DEFAULT_EXPERIMENT) -> str:
             if experiment is not None:
                 return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(name, artifact_location=artifact_location, tags=experiment_tags(name))
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
                 raise
     experiment = client.get_experiment_by_name(name)
     if experiment is None:  # pragma: no cover - defensive
-        raise TrackingConfigError(f"experiment {name!r} could not be created on {uri}")
+        raise TrackingConfigError(f"experiment {name!r} could not be created on {display_uri(uri)}")
+    ensure_experiment_tags(client, experiment)
     return experiment.experiment_id
 
 
+#: Query string that opens the MLflow 3.x UI on its model-training view. MLflow 3.17's UI
+#: picks the view from a browser-wide "GenAI / Model training" switch (default GenAI), which
+#: this URL parameter sets; older 3.x UIs read the experiment tag ``mlflow.experimentKind``.
+UI_TRAINING_VIEW: Final = "workflowType=machine_learning"
+MLFLOW_UI_DEFAULT: Final = "http://127.0.0.1:5000"
+
+
+def experiment_ui_url(uri: str, experiment_id: str) -> str:
+    """Link to the runs of ``experiment_id`` in the MLflow UI, on the model-training view.
+
+    For an HTTP tracking server it is that server; for a database store it is where
+    ``mlflow ui --backend-store-uri <uri>`` listens by default.
+    """
+    base = display_uri(uri).rstrip("/") if is_http_uri(uri) else MLFLOW_UI_DEFAULT
+    return f"{base}/#/experiments/{experiment_id}/runs?{UI_TRAINING_VIEW}"
+
+
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """One line telling the user how to see ``experiment_id``'s runs in the MLflow UI."""
+    url = experiment_ui_url(uri, experiment_id)
+    if is_http_uri(uri):
+        return f"browse the runs: {url}"
+    return f"browse the runs: `mlflow ui --backend-store-uri {uri}`, then open {url}"

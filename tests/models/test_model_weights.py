@@ -67,6 +67,53 @@ def test_missing_imagenet_file_says_where_to_put_which_file(torch_home):
     assert str(torch_home / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in message
     assert "ResNet50_Weights.IMAGENET1K_V1" in message
     assert "resnet50-11ad3fa6.pth" in message  # the other accepted member
+    assert "`tlstudy weights fetch --model resnet50`" in message and "TLSTUDY_WEIGHTS_DOWNLOAD=0" in message
+    assert "\n" not in message
+
+
+def test_download_goes_through_the_enum_url_and_checks_the_hash(torch_home, tmp_path, monkeypatch, resnet_state):
+    """A mirror folder (file://) stands in for download.pytorch.org; the file is a real state dict
+    of the right shapes, so its sha256 cannot match the prefix torchvision's name carries."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv("TLSTUDY_WEIGHTS_DOWNLOAD", "1")
+    monkeypatch.setenv("TLSTUDY_WEIGHTS_MIRROR", mirror.as_uri())
+    with pytest.raises(WeightsNotFoundError) as info:  # not on the mirror
+        create_model("resnet50", init="imagenet")
+    message = str(info.value)
+    assert f"cannot download {mirror.as_uri()}/resnet50-0676ba61.pth" in message
+    assert "`tlstudy weights fetch --model resnet50`" in message and "\n" not in message
+    torch.save(resnet_state, mirror / "resnet50-0676ba61.pth")
+    with pytest.raises(WeightsNotFoundError, match="does not start with 0676ba61 .* the file was discarded"):
+        create_model("resnet50", init="imagenet")
+    assert list(_checkpoints(torch_home).iterdir()) == []  # neither the file nor a partial one stays
+
+
+def test_weights_cli_lists_and_fetches_from_the_cache(torch_home, resnet_state):
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["weights", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert str(torch_home / "hub" / "checkpoints") in listed.output
+    row = next(line for line in listed.output.splitlines() if "ResNet50_Weights.IMAGENET1K_V1" in line)
+    assert row.split()[2:] == ["no", "resnet50-0676ba61.pth"]
+    missing = runner.invoke(main, ["weights", "fetch", "--model", "resnet50"], env={"TLSTUDY_WEIGHTS_MIRROR": (
+        torch_home / "nowhere").as_uri()})
+    assert missing.exit_code == 1 and missing.output.startswith("Error: resnet50: cannot download file://")
+    torch.save(resnet_state, _checkpoints(torch_home) / "resnet50-0676ba61.pth")
+    row = next(line for line in runner.invoke(main, ["weights", "list"]).output.splitlines()
+               if "ResNet50_Weights.IMAGENET1K_V1" in line)
+    assert row.split()[2] == "yes"
+    fetched = runner.invoke(main, ["weights", "fetch", "--model", "resnet50"])
+    assert fetched.exit_code == 0 and "already cached at" in fetched.output
+    model = create_model("resnet50", init="imagenet")  # what the fetch left is what a fine-tune loads
+    assert torch.equal(model.stem.conv1.weight, resnet_state["conv1.weight"])
+    refused = runner.invoke(main, ["weights", "fetch", "--model", "patch_cnn"])
+    assert refused.exit_code == 2 and "'patch_cnn' has no ImageNet weights" in refused.output
+    assert runner.invoke(main, ["weights", "fetch"]).exit_code == 2
 
 
 def test_other_enum_member_file_is_accepted(torch_home, resnet_state):

@@ -89,7 +89,7 @@ def test_cca_logs_every_layer_artifacts_and_provenance(env, tmp_path):
     assert set(runs) == {"ultrasound", "mias"}
     for dataset, run in runs.items():
         assert run.info.status == "FINISHED"
-        assert run.info.run_name == f"cca {dataset} resnet50 ddsm s0"
+        assert run.info.run_name == f"cca·{dataset}·r50·ddsm·s0"
         metrics = run.data.metrics
         for layer in LAYERS:
             for key in (f"cca_{layer}", f"cca_baseline_{layer}", f"cka_{layer}", f"cka_baseline_{layer}"):

@@ -96,7 +96,7 @@ def test_pretrain_registers_and_finetune_uses_champion(server, tiny_data, tmp_pa
     assert champion.run_id == pre.info.run_id
 
     # Schema: run name, params, metrics, tags, artifacts.
-    assert ft.info.run_name == "finetune mias resnet50 ddsm ft0.2 all s0"
+    assert ft.info.run_name == "mias·r50·ddsm·ft20·s0"
     assert ft.info.status == "FINISHED"
     for key, value in {"dataset": "mias", "model": "resnet50", "init": "ddsm", "ft_fraction": "0.2",
                        "transfer": "all", "seed": "0", "epochs": "1", "batch_size": "8", "image_size": "64"}.items():

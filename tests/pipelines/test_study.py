@@ -291,8 +291,8 @@ def test_study_runs_everything_once_and_a_rerun_launches_nothing(env, tiny_data,
     assert len(launches) == 12
     # Pre-training finished before any DDSM fine-tune or the CCA run started.
     events = _events(tmp_path)
-    pretrain_end = events.index("end pretrain ddsm resnet50 random s0")
-    dependants = [i for i, name in enumerate(events) if name.startswith(("cca", "finetune mias resnet50 ddsm "))]
+    pretrain_end = events.index("end pretrain·r50·rand·s0")
+    dependants = [i for i, name in enumerate(events) if name.startswith(("cca", "mias·r50·ddsm·"))]
     assert len(dependants) == 6 and all(i > pretrain_end for i in dependants)
     runs = _finished_runs("study-test")
     children = runs[runs[f"tags.{Tag.STAGE}"] != "study"]
@@ -324,43 +324,43 @@ def test_a_changed_dataset_is_not_skipped(env, tiny_data, fake_children, tmp_pat
     os.utime(mias_image, ns=(time.time_ns(), time.time_ns() + 10**9))  # the fingerprint covers mtimes
     _, plan, *_ = st.prepare_plan(_options(data, fake_children, models=("vgg16",)))
     statuses = {p.key: p.status for p in plan}
-    assert statuses["pretrain ddsm vgg16 random s0"] == "done"  # DDSM untouched
-    assert all(s != "done" for k, s in statuses.items() if k.startswith("finetune mias"))
+    assert statuses["pretrain·vgg16·rand·s0"] == "done"  # DDSM untouched
+    assert all(s != "done" for k, s in statuses.items() if k.startswith("mias·"))
     assert len(before) == 7
 
 
 def test_a_failing_child_is_retried_once(env, tiny_data, fake_children, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_FAIL_ONCE", "finetune mias resnet50 random ft0.1 all")
-    monkeypatch.setenv("FAKE_FAIL_ALWAYS", "finetune mias resnet50 random ft0.2 all")
+    monkeypatch.setenv("FAKE_FAIL_ONCE", "mias·r50·rand·ft10·")
+    monkeypatch.setenv("FAKE_FAIL_ALWAYS", "mias·r50·rand·ft20·")
     result = st.run_study(_options(tiny_data, fake_children))
     outcomes = {o.item.key: o for o in result.execution.outcomes}
-    flaky = outcomes["finetune mias resnet50 random ft0.1 all s0"]
+    flaky = outcomes["mias·r50·rand·ft10·s0"]
     assert flaky.status == "done" and flaky.attempts == 2
-    broken = outcomes["finetune mias resnet50 random ft0.2 all s0"]
+    broken = outcomes["mias·r50·rand·ft20·s0"]
     assert broken.status == "failed" and broken.attempts == 2
     assert "boom: a deliberate failure" in broken.log_paths[-1].read_text()
     assert not result.ok
     launches = _launches(tmp_path)
-    assert launches.count("finetune mias resnet50 random ft0.1 all s0") == 2
-    assert launches.count("finetune mias resnet50 random ft0.2 all s0") == 2
+    assert launches.count("mias·r50·rand·ft10·s0") == 2
+    assert launches.count("mias·r50·rand·ft20·s0") == 2
     from tracking.query import search_study_runs
 
     all_runs = search_study_runs("study-test")
-    flaky_runs = all_runs[all_runs["run_name"] == "finetune mias resnet50 random ft0.1 all s0"]
+    flaky_runs = all_runs[all_runs["run_name"] == "mias·r50·rand·ft10·s0"]
     assert sorted(flaky_runs["status"]) == ["FAILED", "FINISHED"]
 
 
 def test_failed_or_na_prerequisites_block_their_dependants(env, tiny_data, fake_children, monkeypatch):
-    monkeypatch.setenv("FAKE_NA", "pretrain ddsm resnet50")
+    monkeypatch.setenv("FAKE_NA", "pretrain·r50·")
     result = st.run_study(_options(tiny_data, fake_children))
     outcomes = {o.item.key: o for o in result.execution.outcomes}
-    assert outcomes["pretrain ddsm resnet50 random s0"].status == "NA"
-    assert "not applicable" in outcomes["pretrain ddsm resnet50 random s0"].note
+    assert outcomes["pretrain·r50·rand·s0"].status == "NA"
+    assert "not applicable" in outcomes["pretrain·r50·rand·s0"].note
     blocked = [o for o in result.execution.outcomes if o.status == "blocked"]
     # DDSM fine-tunes at 0 / 0.1 / 0.2, DDSM hybrids at 0.1 / 0.2, and CCA.
     assert {o.item.key for o in blocked} == {p.key for p in result.plan if p.depends_on}
     assert len(blocked) == 3 + 2 + 1
-    assert all("prerequisite pretrain ddsm resnet50 random s0 NA" in o.note for o in blocked)
+    assert all("prerequisite pretrain·r50·rand·s0 NA" in o.note for o in blocked)
     assert result.ok  # NA is not a failure
     assert result.execution.count("done") == 3 + 2  # random-init fine-tunes and hybrids still ran
 

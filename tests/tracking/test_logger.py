@@ -83,7 +83,7 @@ def test_run_is_queryable_with_search_runs(mlflow_server, logged):
     assert list(frame["run_id"]) == [run_id]
     row = frame.iloc[0]
     assert row["status"] == "FINISHED"
-    assert row["tags.mlflow.runName"] == "finetune mias tiny ddsm ft0.1 all s0"
+    assert row["tags.mlflow.runName"] == "mias·tiny·ddsm·ft10·s0"
     assert row["params.dataset"] == "mias" and row["params.optim.lr"] == "0.001"
     assert row["metrics.test_auc"] == pytest.approx(0.81)
     assert row["metrics.val_auc"] == pytest.approx(0.8)  # latest epoch

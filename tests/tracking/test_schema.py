@@ -17,14 +17,26 @@ def test_format_fraction_gives_the_param_strings():
         format_fraction(1.5)
 
 
-def test_run_name_matches_the_study_format():
-    assert run_name("finetune", "mias", "resnet50", "ddsm", 0.1, "all", 0) == "finetune mias resnet50 ddsm ft0.1 all s0"
-    assert run_name("pretrain", "ddsm", "vgg16", "imagenet", seed=2) == "pretrain ddsm vgg16 imagenet s2"
+def test_run_name_leads_with_what_tells_runs_apart():
+    assert run_name("finetune", "mias", "resnet50", "ddsm", 0.1, "all", 0) == "mias·r50·ddsm·ft10·s0"
+    assert run_name("pretrain", "ddsm", "vgg16", "imagenet", seed=2) == "pretrain·vgg16·inet·s2"
     assert run_name("finetune", "inbreast", "inception_v3", "random", 0, "hybrid", 1) == (
-        "finetune inbreast inception_v3 random ft0.0 hybrid s1"
+        "inbreast·incv3·rand·ft0·hyb·s1"
     )
+    assert run_name("cca", "ultrasound", "patch_cnn", "ddsm", seed=0) == "cca·ultrasound·patch·ddsm·s0"
+    assert run_name("study") == "study"
     with pytest.raises(ValueError, match="unknown stage 'train'"):
         run_name("train")
+
+
+def test_run_names_of_the_grid_are_distinct():
+    cells = [(d, m, i, f, t, s) for d in ("inbreast", "mias", "ultrasound") for m in schema.RUN_NAME_MODELS
+             for i in schema.INITS for f in schema.FT_FRACTIONS for t in schema.TRANSFERS for s in (0, 1, 2)]
+    names = {run_name("finetune", *cell) for cell in cells}
+    assert len(names) == len(cells)
+    pretrain = {run_name("pretrain", "ddsm", m, i, seed=s) for m in schema.RUN_NAME_MODELS for i in schema.INITS
+                for s in (0, 1)}
+    assert len(pretrain) == len(schema.RUN_NAME_MODELS) * len(schema.INITS) * 2 and not pretrain & names
 
 
 def _constants(cls) -> list[str]:
@@ -48,3 +60,8 @@ def test_module_prints_the_markdown_table():
                          check=True, timeout=60)
     assert out.stdout == schema.SCHEMA_DOC
     assert "| param | `ft_fraction` |" in out.stdout
+
+
+def test_docs_schema_page_holds_the_generated_table():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "schema.md").read_text()
+    assert schema.SCHEMA_DOC in page, "regenerate the table in docs/schema.md with `python -m tracking.schema`"

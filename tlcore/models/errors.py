@@ -6,8 +6,8 @@ from __future__ import annotations
 class WeightsNotFoundError(FileNotFoundError):
     """A pre-trained weights file is not where it was expected.
 
-    The message gives the exact path to put the file at and the file's name, as
-    torchvision's weights enum names it. Nothing is ever downloaded.
+    The message gives the exact path to put the file at, the file's name as torchvision's
+    weights enum names it, and the command that fetches it.
     """
 
 

@@ -1,13 +1,21 @@
-"""Finding and loading weight files: ImageNet (torchvision files, never downloaded) and DDSM.
+"""Finding, fetching and loading weight files: ImageNet (torchvision's files) and DDSM.
 
-ImageNet weights are looked up in torch's hub cache,
-``torch.hub.get_dir()/checkpoints/<file name of the weights enum url>`` (``$TORCH_HOME``
-is honoured), unless an explicit state-dict file is given.
+ImageNet weights are what torchvision's weights enums name (``ResNet50_Weights.IMAGENET1K_V1``)
+and live where torchvision puts them: torch's hub cache,
+``torch.hub.get_dir()/checkpoints/<file name of the enum's url>`` (``$TORCH_HOME`` is
+honoured). A file missing from the cache is downloaded from the enum's url (checked against
+the hash prefix in its name) unless ``$TLSTUDY_WEIGHTS_DOWNLOAD=0``; ``$TLSTUDY_WEIGHTS_MIRROR``
+replaces the url's folder (an internal mirror, or ``file:///shared/models/``). For compute
+nodes without network, ``tlstudy weights fetch`` fills the cache beforehand.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -33,6 +41,78 @@ def weights_file_name(member: str) -> str:
     return os.path.basename(urlparse(get_weight(member).url).path)
 
 
+#: Environment switch: ``0`` / ``false`` / ``no`` never downloads (the cache must hold the files).
+DOWNLOAD_ENV = "TLSTUDY_WEIGHTS_DOWNLOAD"
+#: Environment override of the folder the files are downloaded from (http(s):// or file://).
+MIRROR_ENV = "TLSTUDY_WEIGHTS_MIRROR"
+#: Seconds a download may wait for the server before it counts as "no network here".
+DOWNLOAD_TIMEOUT_S = 30.0
+_HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.<ext>
+
+
+def download_allowed() -> bool:
+    """False when ``$TLSTUDY_WEIGHTS_DOWNLOAD`` is ``0``, ``false`` or ``no``."""
+    return os.environ.get(DOWNLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def weights_url(member: str) -> str:
+    """Where ``member``'s file is downloaded from: its enum url, or the same file under ``$TLSTUDY_WEIGHTS_MIRROR``."""
+    url = get_weight(member).url
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{weights_file_name(member)}" if mirror else url
+
+
+def cached_weights_path(member: str) -> Path:
+    """Where torchvision caches ``member``'s file (it may not be there)."""
+    return hub_checkpoint_dir() / weights_file_name(member)
+
+
+def fetch_command(model: str) -> str:
+    """The command that fills the cache for ``model`` on a machine with network."""
+    return f"tlstudy weights fetch --model {model}"
+
+
+def download_weights(member: str, *, progress: bool = False) -> Path:
+    """Download ``member``'s file into the hub cache (atomically, hash-checked); return its path.
+
+    Raises :class:`WeightsNotFoundError` in one line naming the url, the file and the cause
+    (no network, HTTP error, hash mismatch). A file already cached is returned as it is.
+    """
+    path = cached_weights_path(member)
+    if path.is_file():
+        return path
+    url = weights_url(member)
+    match = _HASH_PREFIX.search(path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, partial.open("wb") as out:
+            total, done = int(response.headers.get("Content-Length") or 0), 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress and total:
+                    print(f"\r{path.name}: {done * 100 // total}%", end="", flush=True)
+        if progress:
+            print()
+        if match and not digest.hexdigest().startswith(match.group(1)):
+            raise WeightsNotFoundError(
+                f"downloaded {url} but its sha256 {digest.hexdigest()[:12]}... does not start with "
+                f"{match.group(1)} as the file name {path.name} says; the file was discarded"
+            )
+        os.replace(partial, path)
+        return path
+    except WeightsNotFoundError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # no network, HTTP error, bad url, full disk
+        reason = getattr(exc, "reason", None) or exc
+        raise WeightsNotFoundError(f"cannot download {url} ({type(exc).__name__}: {reason})") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def weights_members(spec: ModelSpec) -> list[str]:
     """All members of the spec's weights enum, the spec's default first."""
     if spec.imagenet_weights is None:
@@ -49,19 +129,46 @@ def _resolve_member(spec: ModelSpec, text: str) -> str | None:
     return None
 
 
-def resolve_imagenet_file(spec: ModelSpec, imagenet_weights: str | os.PathLike | None = None) -> Path:
+def _missing(spec: ModelSpec, member: str, cause: str) -> WeightsNotFoundError:
+    """The one-line error for ImageNet weights that are neither cached nor downloadable."""
+    path = cached_weights_path(member)
+    others = ", ".join(f"{weights_file_name(m)} ({m})" for m in weights_members(spec) if m != member)
+    return WeightsNotFoundError(
+        f"ImageNet weights for {spec.name!r} ({member}) are not at {path} and {cause}: run "
+        f"`{fetch_command(spec.name)}` on a machine with network (same $TORCH_HOME), or put the file "
+        f"{path.name} from {get_weight(member).url} there"
+        + (f"; also accepted in that folder: {others}" if others else "")
+    )
+
+
+def _cached_or_downloaded(spec: ModelSpec, member: str, download: bool) -> Path:
+    path = cached_weights_path(member)
+    if path.is_file():
+        return path
+    if not download:
+        raise _missing(spec, member, f"downloads are off (${DOWNLOAD_ENV}=0)")
+    try:
+        return download_weights(member)
+    except WeightsNotFoundError as exc:
+        raise _missing(spec, member, str(exc)) from exc
+
+
+def resolve_imagenet_file(
+    spec: ModelSpec, imagenet_weights: str | os.PathLike | None = None, *, download: bool | None = None
+) -> Path:
     """Path of the ImageNet state-dict file to use for ``spec``.
 
     ``imagenet_weights`` may be a path to a state-dict file, or a weights enum member
     (``"ResNet50_Weights.IMAGENET1K_V2"`` or ``"IMAGENET1K_V2"``) looked up in the hub
-    cache. With None the spec's default member is looked up, then any other member of
-    the enum whose file is present. Raises :class:`WeightsNotFoundError` saying where to
-    put which file.
+    cache. With None the spec's default member is used, or any other member of the enum
+    whose file is already cached. A member missing from the cache is downloaded when
+    ``download`` (default: :func:`download_allowed`). Raises :class:`WeightsNotFoundError`
+    naming the expected path and the fetch command.
     """
     members = weights_members(spec)
     if not members:
         raise WeightsNotFoundError(f"model {spec.name!r} has no ImageNet weights")
-    ckpt = hub_checkpoint_dir()
+    download = download_allowed() if download is None else download
     if imagenet_weights is not None:
         member = _resolve_member(spec, str(imagenet_weights))
         if member is None and "_Weights." in str(imagenet_weights):
@@ -76,26 +183,12 @@ def resolve_imagenet_file(spec: ModelSpec, imagenet_weights: str | os.PathLike |
                     f"(expected a state-dict file, e.g. {weights_file_name(members[0])} from {members[0]})"
                 )
             return path
-        path = ckpt / weights_file_name(member)
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"ImageNet weights for {spec.name!r} ({member}) not found: put the file "
-                f"{weights_file_name(member)} at {path} (torch hub cache; set $TORCH_HOME to move it)"
-            )
-        return path
+        return _cached_or_downloaded(spec, member, download)
     for member in members:
-        path = ckpt / weights_file_name(member)
+        path = cached_weights_path(member)
         if path.is_file():
             return path
-    default = members[0]
-    others = ", ".join(f"{weights_file_name(m)} ({m})" for m in members[1:])
-    raise WeightsNotFoundError(
-        f"ImageNet weights for {spec.name!r} not found: put the file {weights_file_name(default)} "
-        f"({default}, {get_weight(default).url}) at {ckpt / weights_file_name(default)} "
-        f"(torch hub cache, honours $TORCH_HOME), or pass imagenet_weights=<path to a state-dict file>."
-        + (f" Also accepted in that folder: {others}." if others else "")
-        + " Nothing is downloaded automatically."
-    )
+    return _cached_or_downloaded(spec, members[0], download)
 
 
 def load_state_file(path: str | os.PathLike, *, what: str = "state dict") -> StateDict:
@@ -128,7 +221,7 @@ def as_state_dict(obj: object, *, source: str = "state dict") -> StateDict:
         for key, value in obj.items():
             if not isinstance(value, Tensor):
                 raise StateDictMismatchError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
-            out[key[len("module.") :] if key.startswith("module.") else key] = value
+            out[key.removeprefix("module.")] = value
         return out
     raise StateDictMismatchError(f"{source}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
 
