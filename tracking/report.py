@@ -101,8 +101,8 @@ _REPORT_TAGS = frozenset({Tag.DDSM_MODEL_NAME, Tag.DDSM_MODEL_VERSION, Tag.DDSM_
 _KEY = ["dataset", "model", "init", "transfer", "ft_fraction"]
 _FT_LABELS = {"0.0": "No FT", "0.1": "FT 0.1", "0.2": "FT 0.2"}
 _IMAGENET_HINT = (
-    "ImageNet runs need torchvision's weight files in $TORCH_HOME/hub/checkpoints "
-    "(they are never downloaded at run time); without them the run stops before training"
+    "ImageNet runs need torchvision's weight files in $TORCH_HOME/hub/checkpoints; the study plans them only "
+    "when they are there (`tlstudy weights fetch --model <model>` downloads them)"
 )
 
 

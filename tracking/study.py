@@ -498,13 +498,13 @@ def imagenet_availability(models: Iterable[str]) -> dict[str, str]:
         if not spec.supports_imagenet:
             continue
         try:
-            resolve_imagenet_file(spec)
+            resolve_imagenet_file(spec, download=False)  # planning never downloads: the study's size stays known
         except WeightsNotFoundError:
-            from tlcore.models.weights import weights_file_name
+            from tlcore.models.weights import fetch_command, weights_file_name
 
             wanted = weights_file_name(spec.imagenet_weights) if spec.imagenet_weights else "?"
             missing[model] = (f"skipped: ImageNet weights for {model} not in the hub cache "
-                              f"(put {wanted} in {hub_checkpoint_dir()})")
+                              f"({wanted} in {hub_checkpoint_dir()}; `{fetch_command(model)}` fetches it)")
     return missing
 
 

@@ -148,7 +148,7 @@ def test_cca_without_its_fine_tune_run_fails_clearly_and_opens_no_run(env):
             mp.setenv(key, value)
         out = CliRunner().invoke(cca, ["--dataset", "inbreast", *cca_args(env["data"])])
     assert out.exit_code != 0
-    assert "no FINISHED run 'finetune inbreast resnet50 ddsm ft0.2 all s0'" in out.output
+    assert "no FINISHED run 'inbreast·r50·ddsm·ft20·s0'" in out.output
     assert "tlstudy finetune --dataset inbreast --model resnet50 --init ddsm --ft-fraction 0.2" in out.output
     assert len(cca_runs(env["client"])) == before
 
