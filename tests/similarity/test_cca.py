@@ -121,6 +121,16 @@ def test_cholesky_route_agrees_with_qr_on_well_conditioned_data(dims):
     np.testing.assert_allclose(ridge, cca_coefficients(x, y, epsilon=0.5, method="qr"), atol=1e-10)
 
 
+def test_cholesky_route_keeps_tiny_correlations_accurate():
+    # orthogonal centred column spaces: every canonical correlation is 0. Squaring C would
+    # give ~1e-8 (sqrt of rounding); the route must notice and take the SVD.
+    rng = np.random.default_rng(22)
+    z = rng.standard_normal((500, 6))
+    q = np.linalg.qr(z - z.mean(0))[0]
+    x, y = q[:, :3] @ rng.standard_normal((3, 3)), q[:, 3:] @ rng.standard_normal((3, 4))[:, :3]
+    np.testing.assert_allclose(cca_coefficients(x, y, method="cholesky"), 0.0, atol=1e-12)
+
+
 def test_cholesky_route_drops_constant_columns_and_refuses_ill_conditioned_blocks():
     rng = np.random.default_rng(20)
     x = rng.standard_normal((500, 5)) + 1e6  # large mean, unit spread: not constant

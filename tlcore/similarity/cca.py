@@ -12,12 +12,17 @@ How the canonical correlations are computed (:func:`cca_coefficients`):
 2. Whiten each block:
 
    * ``method="cholesky"``: the Gram matrices ``X^T X``, ``Y^T Y`` (symmetric rank-k
-     updates) and ``X^T Y``; each Gram matrix is scaled to unit diagonal and factored
-     ``L L^T``, so ``B = X D^-1 L^-T`` is an orthonormal basis. Like every covariance
-     method its error grows like ``eps * cond(X)^2``; it is used only when the Frobenius
-     condition number of ``L`` (an upper bound on the 2-norm one) is at most
-     ``GRAM_MIN_EIGEN_RATIO ** -0.5 = 1e4`` (scaled cond(X) <= 1e4, error ~1e-8 or
-     better, ~1e-14 on well-conditioned data); otherwise it raises. Fastest route.
+     updates) and ``X^T Y``, centred by subtracting ``n m m^T`` (no centred copies)
+     unless the means are so large against the spread that this loses too many digits,
+     in which case the blocks are centred first; each Gram matrix is scaled to unit
+     diagonal and factored ``L L^T``, so ``B = X D^-1 L^-T`` is an orthonormal basis.
+     Like every covariance method its error grows like ``eps * cond(X)^2``; it is used
+     only when the Frobenius condition number of ``L`` (an upper bound on the 2-norm
+     one), squared and times the centring loss ``1 + max n m_j^2 / G_jj``, is at most
+     ``1 / GRAM_MIN_EIGEN_RATIO = 1e8`` (error ~1e-8 or better, ~1e-14 on
+     well-conditioned data); otherwise it raises. The correlations then come from the
+     eigenvalues of ``C C^T`` when that is accurate to 1e-10 (see
+     :func:`_singular_values`), else from the SVD of ``C``. Fastest route.
    * ``method="qr"``: Householder QR of the centred block, ``X = Q R``, then the SVD of
      the small ``R = U S V^T``. Directions with ``s_i <= s_max * rank_tol`` are dropped
      (default ``rank_tol = max(n, d) * 2.2e-16``, numpy's ``matrix_rank`` rule), and
@@ -200,15 +205,69 @@ def _cca(
 
 
 # --------------------------------------------------------------------------- Cholesky route
-def _centred_gram(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Centred block (all columns), its Gram matrix, and the non-constant column mask."""
-    xc, mean = centred(t, name)
-    g = gram(xc)
-    return xc, g, non_constant_columns(t, mean, g.diagonal())
+class _MeansTooLarge(_IllConditioned):
+    """Internal: Gram matrices of uncentred data lose too many digits; centre first."""
 
 
-def _cholesky_whitener(g: torch.Tensor, n: int, epsilon: float) -> torch.Tensor:
-    """``W`` with ``W G W^T = I`` (``G`` ridged by ``epsilon``): ``B = X W^T`` is orthonormal."""
+def _column_means(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.device.type == "cpu":
+        with np.errstate(all="ignore"):
+            mean = torch.from_numpy(t.numpy().mean(axis=0))
+    else:
+        mean = t.mean(dim=0)
+    if not bool(torch.isfinite(mean).all()):
+        centred(t, name)  # raises the finite-values error
+    return mean
+
+
+def _blocks_uncentred(tx: torch.Tensor, ty: torch.Tensor, names=("x", "y")):
+    """Centred Gram matrices without centred copies: ``X^T X - n m m^T`` and so on.
+
+    Returns ``(gx, gy, gxy, keep_x, keep_y, loss)``; ``loss = 1 + max_j n m_j^2 / G_jj``
+    is the factor by which the subtraction can magnify rounding errors. A column whose
+    centred sum of squares is within rounding of zero is tested element-wise; if it is
+    not constant after all, its mean swamps its spread and :class:`_MeansTooLarge` asks
+    for the centred route.
+    """
+    n = tx.shape[0]
+    out = []
+    for t, name in zip((tx, ty), names):
+        mean = _column_means(t, name)
+        raw = gram(t)
+        g = raw - n * torch.outer(mean, mean)
+        diag = g.diagonal()
+        suspect = diag <= 8.0 * n * _EPS64 * raw.diagonal()
+        keep = torch.ones_like(suspect)
+        if bool(suspect.any()):
+            sub = t[:, suspect]
+            keep[suspect] = sub.amax(dim=0) != sub.amin(dim=0)
+            if bool(keep[suspect].any()):
+                raise _MeansTooLarge(f"{name}: a column's mean swamps its spread")
+        out.append((mean, g, keep))
+    (mx, gx, kx), (my, gy, ky) = out
+    gxy = gram(tx, ty) - n * torch.outer(mx, my)
+    loss = 1.0
+    for mean, g, keep in out:
+        if bool(keep.any()):
+            loss = max(loss, 1.0 + float((n * mean[keep] ** 2 / g.diagonal()[keep]).max()))
+    return gx, gy, gxy, kx, ky, loss
+
+
+def _blocks_centred(tx: torch.Tensor, ty: torch.Tensor):
+    xc, mx = centred(tx, "x")
+    yc, my = centred(ty, "y")
+    gx, gy = gram(xc), gram(yc)
+    kx = non_constant_columns(tx, mx, gx.diagonal())
+    ky = non_constant_columns(ty, my, gy.diagonal())
+    return gx, gy, gram(xc, yc), kx, ky, 1.0
+
+
+def _cholesky_whitener(g: torch.Tensor, n: int, epsilon: float, loss: float) -> torch.Tensor:
+    """``W`` with ``W G W^T = I`` (``G`` ridged by ``epsilon``): ``B = X W^T`` is orthonormal.
+
+    Refused when ``cond_F(L)^2 * loss > 1 / GRAM_MIN_EIGEN_RATIO``; ``loss`` > 1 accounts for
+    Gram matrices centred by subtraction (:class:`_MeansTooLarge` when centring would pass).
+    """
     d = g.shape[0]
     if n <= d:
         raise _IllConditioned("more features than samples")
@@ -217,29 +276,61 @@ def _cholesky_whitener(g: torch.Tensor, n: int, epsilon: float) -> torch.Tensor:
     scale = g.diagonal().sqrt()
     l, info = torch.linalg.cholesky_ex(g / (scale[:, None] * scale[None, :]))
     if int(info) != 0:
+        if loss > 1.0:
+            raise _MeansTooLarge("uncentred Gram matrix not positive definite after centring")
         raise _IllConditioned("scaled Gram matrix is not numerically positive definite")
     linv = torch.linalg.solve_triangular(l, torch.eye(d, dtype=g.dtype, device=g.device), upper=False)
-    cond_f = torch.linalg.matrix_norm(l) * torch.linalg.matrix_norm(linv)
-    if float(cond_f) ** 2 > 1.0 / GRAM_MIN_EIGEN_RATIO:
-        raise _IllConditioned(f"scaled condition number up to {float(cond_f):.3g} (> 1e4)")
+    cond2 = float(torch.linalg.matrix_norm(l) * torch.linalg.matrix_norm(linv)) ** 2
+    limit = 1.0 / GRAM_MIN_EIGEN_RATIO
+    if not cond2 <= limit:  # also catches NaN
+        raise _IllConditioned(f"scaled condition number up to {cond2 ** 0.5:.3g} (> 1e4)")
+    if cond2 * loss > limit:
+        raise _MeansTooLarge(f"means {loss:.3g}x the spread for condition {cond2 ** 0.5:.3g}")
     return linv / scale[None, :]
 
 
 def _cca_cholesky(tx: torch.Tensor, ty: torch.Tensor, epsilon: float) -> torch.Tensor:
     n = tx.shape[0]
-    xc, gx, kx = _centred_gram(tx, "x")
-    yc, gy, ky = _centred_gram(ty, "y")
+    try:
+        blocks = _blocks_uncentred(tx, ty)
+        return _cca_from_grams(n, *blocks, epsilon=epsilon, shapes=(tuple(tx.shape), tuple(ty.shape)))
+    except _MeansTooLarge:
+        blocks = _blocks_centred(tx, ty)
+        return _cca_from_grams(n, *blocks, epsilon=epsilon, shapes=(tuple(tx.shape), tuple(ty.shape)))
+
+
+def _cca_from_grams(n, gx, gy, gxy, kx, ky, loss, *, epsilon, shapes) -> torch.Tensor:
     if not (bool(kx.any()) and bool(ky.any())):
         raise _IllConditioned("a block has no variance")
-    gxy = gram(xc, yc)
     if not bool(kx.all()):
         gx, gxy = gx[kx][:, kx], gxy[kx]
     if not bool(ky.all()):
         gy, gxy = gy[ky][:, ky], gxy[:, ky]
-    wx = _cholesky_whitener(gx, n, epsilon)
-    wy = _cholesky_whitener(gy, n, epsilon)
-    _check_determined(n, wx.shape[0], wy.shape[0], (tuple(tx.shape), tuple(ty.shape)))
-    return torch.linalg.svdvals(wx @ gxy @ wy.T).clamp(0.0, 1.0)
+    wx = _cholesky_whitener(gx, n, epsilon, loss)
+    wy = _cholesky_whitener(gy, n, epsilon, loss)
+    _check_determined(n, wx.shape[0], wy.shape[0], shapes)
+    return _singular_values(wx @ gxy @ wy.T)
+
+
+# Absolute error allowed when the canonical correlations come from eigenvalues of C C^T.
+_SQUARED_ROUTE_ATOL = 1e-10
+
+
+def _singular_values(c: torch.Tensor) -> torch.Tensor:
+    """Singular values of ``c`` (descending, clipped to [0, 1]).
+
+    The eigenvalues of the smaller of ``C C^T`` / ``C^T C`` (a quarter of the cost of an
+    SVD) have absolute error ~``m eps`` (``||C|| <= 1``), so ``rho_i = sqrt(lambda_i)`` is
+    off by ~``m eps / (2 rho_i)``; they are used only when that bound is below
+    ``_SQUARED_ROUTE_ATOL`` for the smallest ``rho``, else the SVD is taken.
+    """
+    small = c if c.shape[0] <= c.shape[1] else c.T
+    m = small.shape[0]
+    lam = torch.linalg.eigvalsh(small @ small.T).flip(0).clamp(0.0, 1.0)
+    rho_min = float(lam[-1]) ** 0.5
+    if rho_min > 0 and m * _EPS64 / (2.0 * rho_min) <= _SQUARED_ROUTE_ATOL:
+        return lam.sqrt()
+    return torch.linalg.svdvals(c).clamp(0.0, 1.0)
 
 
 def cca_coefficients(
