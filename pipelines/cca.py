@@ -15,11 +15,15 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
 
-from pipelines._common import announce_finished, common_options, finished_run_for, friendly_errors, step_kwargs
+from pipelines._common import (announce_finished, check_model_weights, check_split, finished_run_for, friendly_errors,
+                               open_session, runtime_options)
+from pipelines._options import StepCommand, build_config, config_options, config_values, runtime_option, same_meaning
+from tlcore.analysis import CcaConfig
 
 TARGET_DATASETS = ("inbreast", "mias", "ultrasound")
 TABLE_ARTIFACT = "cca/similarity.csv"
@@ -132,69 +136,54 @@ def record_cca(run: Any, result: Any, *, model: str, tmp: Path) -> None:
     run.log_file(figure, FIGURE_ARTIFACT)
 
 
-@click.command("cca")
-@click.option("--dataset", "datasets", multiple=True, default=("mias",), show_default=True,
-              help="Target dataset (inbreast | mias | ultrasound); repeat or comma-separate for several "
-                   "(one run each, plus a combined figure).")
-@click.option("--measures", default="svcca", show_default=True,
-              help="Comma-separated similarity measures: svcca (always computed), pwcca, cka, cka_debiased.")
-@click.option("--keep", type=float, default=0.99, show_default=True,
-              help="SVCCA: share of the variance the kept singular directions explain.")
-@click.option("--mode", type=click.Choice(["positions", "pool"]), default="positions", show_default=True,
-              help="positions: every conv position is a datapoint (subsampled); pool: average over space.")
-@click.option("--max-positions", type=float, default=10_000, show_default=True,
-              help="Datapoints kept per layer in positions mode (0 = all: memory grows with the data).")
-@click.option("--ddsm-model-uri", default="", help="DDSM checkpoint: models:/name@alias, models:/name/N or "
-              "runs:/<id> (default: models:/ddsm-<model>@champion).")
-@click.option("--combined-figure", default="", help="Also save the combined Figure 1 PNG to this path "
-              "(when no run of this call could take it, e.g. all were done, it goes to "
-              "./cca_figure1_combined.png by default).")
-@common_options
+@click.command("cca", cls=StepCommand)
+@config_options(CcaConfig, multiple=("dataset",))
+@runtime_option("--ddsm-model-uri", default="", help="DDSM checkpoint: models:/name@alias, models:/name/N or "
+                "runs:/<id> (default: models:/ddsm-<model>@champion).")
+@runtime_option("--combined-figure", default="", help="Also save the combined Figure 1 PNG to this path "
+                "(when no run of this call could take it, e.g. all were done, it goes to "
+                "./cca_figure1_combined.png by default).")
+@runtime_options(log_model=False)
 @friendly_errors
-def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined_figure, model, seed, image_size,
-         epochs, lr, batch_size, data_root, num_workers, device, experiment, parent_run_id, log_model,
-         progress) -> None:
+def main(ddsm_model_uri, combined_figure, experiment, tracking_uri, parent_run_id, progress, **values) -> None:
     """Similarity of the DDSM-pretrained model before and after fine-tuning on 20 % of each dataset.
 
     Per layer (conv1, block1..block4): SVCCA (and the other --measures) between the
     DDSM model and the same model fine-tuned on the 20 % pool, over the 80 % test images,
-    with a random network as the baseline. --log-model is accepted for uniformity with
-    the other entry points; this analysis logs no model.
+    with a random network as the baseline. This analysis logs no model.
     """
     import pandas as pd
 
-    from tlcore.analysis import CcaConfig, run_cca
     from tlcore.data.cache import dataset_fingerprint
-    from tlcore.data.splits import SplitConfig, make_target_split
     from tlcore.experiment import read_records
     from tracking.logger import RunLogger
     from tracking.registry import resolve_ddsm_model
     from tracking.schema import STAGE_CCA, Artifact, Tag, run_name
     from tracking.serialize import flatten_params, to_jsonable
 
-    names = _datasets(datasets)
-    common = step_kwargs(model, seed, image_size, epochs, lr, batch_size, data_root, num_workers, device)
-    configs = {
-        d: CcaConfig(dataset=d, measures=tuple(_split_list(measures)), keep=float(keep), mode=mode,
-                     max_positions=int(max_positions) or None, **common)
-        for d in names
-    }
+    names = _datasets(values.pop("dataset"))
+    common = config_values(CcaConfig, values, exclude=("dataset",))
+    configs = {d: build_config(CcaConfig, dataset=d, **common) for d in names}
+    model, seed = configs[names[0]].model, configs[names[0]].seed
+    # Arguments, data and splits first, so that a bad one fails before any run is opened (and
+    # before hours are spent on the datasets listed before it).
     records = {d: read_records(d, cfg.data_root).records for d, cfg in configs.items()}
+    for d in names:
+        check_split(d, records[d], configs[d].seed, configs[d].ft_fraction)
+    session = open_session(tracking_uri, experiment)
+    experiment = session.experiment
     fingerprints = {d: dataset_fingerprint(records[d]) for d in names}
     done = {d: finished_run_for(cfg, experiment, fingerprints[d]) for d, cfg in configs.items()}
     todo = [d for d in names if done[d] is None]
     for d in names:
         if done[d] is not None:
-            announce_finished(done[d])
-
-    # Prerequisites first, so that a missing DDSM model or an unsplittable dataset fails before any
-    # run is opened (and before hours are spent on the datasets listed before it).
-    for d in todo:
-        try:
-            make_target_split(records[d], SplitConfig(seed=configs[d].seed)).finetune(configs[d].ft_fraction)
-        except ValueError as exc:
-            raise click.ClickException(f"{d}: cannot split for the analysis: {exc}") from exc
+            if todo:  # the launcher's run (under `mlflow run`) takes the first dataset still to do
+                click.echo(f"already finished: {done[d].info.run_id} ({done[d].info.run_name})")
+            else:
+                announce_finished(done[d])
     resolved = resolve_ddsm_model(model, uri=ddsm_model_uri or None) if todo else None
+    if resolved is not None:
+        check_model_weights(SimpleNamespace(model=model, init="ddsm"), ddsm_state=resolved.state_dict_path)
     several = len(names) > 1
     figure_rows: dict[str, Any] = {}
     combined_logged = False
@@ -212,7 +201,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
 
         for d in todo:
             config = configs[d]
-            name = run_name(STAGE_CCA, d, model, "ddsm", None, None, config.seed)
+            name = run_name(STAGE_CCA, d, model, "ddsm", None, None, seed)
             tags = {Tag.DATASET_FINGERPRINT: fingerprints[d], **resolved.as_tags()}
             with RunLogger(name, config.config_hash(), stage=STAGE_CCA, experiment=experiment, tags=tags,
                            parent_run_id=parent_run_id or None) as run:
@@ -225,7 +214,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
                     continue
                 params = flatten_params(config)
                 params["ddsm_model_version"] = resolved.version or resolved.source_run_id
-                run.log_params(params)
+                run.log_params(params, same=lambda key, text, config=config: same_meaning(config, key, text))
                 run.log_dict(to_jsonable(config), Artifact.CONFIG)
                 result = run_cca(config, resolved.state_dict_path, checkpoint_dir=run.checkpoint_dir,
                                  on_epoch_end=run.on_epoch_end, progress=progress)

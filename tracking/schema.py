@@ -53,6 +53,9 @@ class Tag:
     DDSM_SOURCE_RUN_ID: Final = "tlstudy.ddsm_source_run_id"
     DDSM_MODEL_URI: Final = "tlstudy.ddsm_model_uri"
     JOURNAL_ID: Final = "tlstudy.journal_id"
+    # On a run `mlflow run` opened for work that was already done: the run holding it
+    # (the pointer run is then deleted; see docs/mlflow-run.md).
+    DUPLICATE_OF: Final = "tlstudy.duplicate_of"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
@@ -161,6 +164,8 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
     SchemaEntry("tag", Tag.DDSM_MODEL_URI, "The reference the fine-tune asked for (alias, version or run).",
                 "models:/ddsm-resnet50@champion"),
     SchemaEntry("tag", Tag.JOURNAL_ID, "Local journal that created the run (used to re-attach after an outage).", "uuid"),
+    SchemaEntry("tag", Tag.DUPLICATE_OF, "On a deleted `mlflow run` launcher run whose work was already done: "
+                "the run that holds it.", "4ec614b2..."),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
     SchemaEntry("metric", Metric.TEST_AUC_CI_LOW, "Lower bound of the bootstrap 95% CI of test_auc.", "0.85"),
