@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "cca": "pipelines.cca:main",
     "study": "pipelines.study:main",
     "report": "pipelines.report:main",
+    "mlproject": "pipelines.mlproject:main",
+    "journal": "pipelines.journal:journal_group",
 }
 
 

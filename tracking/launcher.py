@@ -150,18 +150,57 @@ def is_pristine_launcher_run(run: Any) -> bool:
 
 
 def end_launcher_run_as_pointer(client: Any, target_run_id: str) -> str | None:
-    """End this process's launcher run as a pointer to ``target_run_id`` (tag, FINISHED, deleted).
+    """End this process's launcher run as a pointer to ``target_run_id``: tagged, then deleted.
 
-    Returns the pointer run's id, or None when there is no launcher run, it is the target, or
-    it already holds results of its own (then it is left alone).
+    `mlflow run` marks its run FINISHED after the entry point exits (and fails on a run that is
+    already deleted), so the deletion is left to a small detached process that waits for that
+    (:func:`delete_when_terminated`). Returns the pointer run's id, or None when there is no
+    launcher run, it is the target, or it already holds results of its own (left alone then).
     """
     run = launcher_run(client)
     if run is None or run.info.run_id == target_run_id:
         return None
     if run.data.metrics or Tag.STAGE in run.data.tags:
         return None
+    import subprocess
+    import sys
+
     run_id = run.info.run_id
     client.set_tag(run_id, Tag.DUPLICATE_OF, target_run_id)
-    client.set_terminated(run_id, "FINISHED")
-    client.delete_run(run_id)
+
+    subprocess.Popen([sys.executable, "-m", "tracking.launcher", run_id], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     return run_id
+
+
+def delete_when_terminated(run_id: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> bool:
+    """Wait until `mlflow run` has ended run ``run_id`` (status no longer RUNNING), then delete it.
+
+    Gives up (run left as it is, tagged as a duplicate) after ``timeout_s``, e.g. when the
+    launcher was killed. Returns True when the run was deleted.
+    """
+    import time
+
+    from tracking.store import get_client
+
+    client = get_client()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            run = client.get_run(run_id)
+            if run.info.lifecycle_stage != "active":
+                return False
+            if run.info.status != "RUNNING":
+                client.delete_run(run_id)
+                return True
+        except Exception:  # server blip: try again until the deadline
+            pass
+        time.sleep(poll_s)
+    return False
+
+
+if __name__ == "__main__":  # pragma: no cover - started by end_launcher_run_as_pointer
+    import sys
+
+    delete_when_terminated(sys.argv[1])

@@ -662,7 +662,7 @@ class RunLogger:
         assert_no_patient_identifiers(clean, "params")
         differ = {}
         for key in [k for k in clean if k in self._server_params]:
-            server = self._server_params[key]
+            server = _unquoted(self._server_params[key])
             if server == clean[key] or _same_number(server, clean[key]) or (same is not None and same(key, server)):
                 del clean[key]
             else:
@@ -1020,6 +1020,17 @@ class RunLogger:
 def clear_command(config_hash: str) -> str:
     """The command that removes a config's journal."""
     return f"tlstudy journal clear --config-hash {config_hash}"
+
+
+def _unquoted(value: str) -> str:
+    """A param as `mlflow run` logged it (shell-quoted: ``''`` for empty) back to the value typed."""
+    import shlex
+
+    try:
+        parts = shlex.split(value)
+    except ValueError:
+        return value
+    return parts[0] if len(parts) == 1 else "" if not parts else value
 
 
 def _same_number(a: str, b: str) -> bool:
