@@ -20,9 +20,17 @@ import click
               help="Download the plotted runs' predictions (ROC curves, DeLong tests).")
 @click.option("--log/--no-log", "log_run", default=True, show_default=True,
               help="Log the report itself as a run (stage `report`) with every file as an artifact.")
-def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_run: bool) -> None:
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
+              help="Tracking store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.")
+def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_run: bool,
+         tracking_uri: str | None) -> None:
     """Write table_<dataset>.csv, table_hybrid.csv, cca.csv, figures, report.md and report.html."""
+    import os
+
     from tracking.report import ReportError, build_report, log_report
+
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
     out_dir = Path(out_dir) if out_dir else Path("reports") / experiment
     try:
