@@ -52,10 +52,11 @@ class Session:
     experiment: str
 
 
-def open_session(tracking_uri: str | None, experiment: str) -> Session:
+def open_session(tracking_uri: str | None, experiment: str, parent_run_id: str = "") -> Session:
     """Check the server (one line in seconds if down or refusing) and resolve the experiment.
 
-    Under `mlflow run` the experiment is the launcher's (``--experiment-name`` / ``-id``).
+    Under `mlflow run` the experiment is the launcher's (``--experiment-name`` / ``-id``); a
+    study's child (``parent_run_id``) logs where the study tells it.
     """
     from tracking.launcher import check_server, resolve_experiment
     from tracking.store import configure_http_defaults, get_client, resolve_tracking_uri
@@ -64,6 +65,8 @@ def open_session(tracking_uri: str | None, experiment: str) -> Session:
     os.environ["MLFLOW_TRACKING_URI"] = uri  # every client of this process, MLflow's fluent API included
     configure_http_defaults()
     check_server(uri)
+    if parent_run_id:
+        return Session(tracking_uri=uri, experiment=experiment)
     ctx = click.get_current_context(silent=True)
     explicit = bool(ctx) and ctx.get_parameter_source("experiment") == click.core.ParameterSource.COMMANDLINE
     return Session(tracking_uri=uri, experiment=resolve_experiment(get_client(uri), experiment, explicit=explicit))

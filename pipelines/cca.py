@@ -170,7 +170,7 @@ def main(ddsm_model_uri, combined_figure, experiment, tracking_uri, parent_run_i
     records = {d: read_records(d, cfg.data_root).records for d, cfg in configs.items()}
     for d in names:
         check_split(d, records[d], configs[d].seed, configs[d].ft_fraction)
-    session = open_session(tracking_uri, experiment)
+    session = open_session(tracking_uri, experiment, parent_run_id)
     experiment = session.experiment
     fingerprints = {d: dataset_fingerprint(records[d]) for d in names}
     done = {d: finished_run_for(cfg, experiment, fingerprints[d]) for d, cfg in configs.items()}

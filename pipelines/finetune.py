@@ -45,7 +45,7 @@ def main(ddsm_model_uri, imagenet_weights, experiment, tracking_uri, parent_run_
         if not spec.supports_imagenet:
             raise NotApplicableError(f"{model} has no ImageNet initialisation (NA in the paper's tables)")
         weights_file = resolve_imagenet_file(spec, imagenet_weights or None)
-    session = open_session(tracking_uri, experiment)
+    session = open_session(tracking_uri, experiment, parent_run_id)
     fingerprint = dataset_fingerprint(records)
     done = finished_run_for(config, session.experiment, fingerprint)
     if done is not None:

@@ -50,7 +50,7 @@ def main(imagenet_weights, experiment, tracking_uri, parent_run_id, progress, lo
     if config.init == "imagenet":  # the patch CNN's body is a ResNet-50
         body = "resnet50" if model == "patch_cnn" else model
         weights_file = resolve_imagenet_file(get_spec(body), imagenet_weights or None)
-    session = open_session(tracking_uri, experiment)
+    session = open_session(tracking_uri, experiment, parent_run_id)
     fingerprint = dataset_fingerprint(records)
     done = finished_run_for(config, session.experiment, fingerprint)
     if done is not None:

@@ -148,3 +148,25 @@ def test_same_meaning_compares_as_the_option_parses():
 def test_empty_data_root_means_the_default(monkeypatch, tmp_path):
     monkeypatch.setenv("TLSTUDY_DATA", str(tmp_path))
     assert same_meaning(FinetuneConfig(data_root=str(tmp_path)), "data_root", "")
+
+
+@pytest.mark.parametrize("config", [
+    FinetuneConfig(dataset="inbreast", init="ddsm", ft_fraction=0.2, lr=1e-3, epochs=3, image_size=64,
+                   deterministic=True, data_root="/data"),
+    PretrainConfig(model="vgg16", init="imagenet", seed=2, data_root="/data"),
+    CcaConfig(dataset="ultrasound", measures=("svcca", "cka"), keep=20, max_positions=None, data_root="/data"),
+])
+def test_config_argv_rebuilds_the_same_config(config):
+    """What a parent process (the study runner) can hand a child: its config as arguments."""
+    from pipelines._options import config_argv, config_values
+
+    cls = type(config)
+
+    @click.command(cls=StepCommand)
+    @config_options(cls)
+    def main(**values):
+        return cls(**config_values(cls, values))
+
+    rebuilt = main.main(config_argv(config), standalone_mode=False)
+    assert rebuilt == config
+    assert rebuilt.config_hash() == config.config_hash()
