@@ -160,7 +160,7 @@ def end_launcher_run_as_pointer(client: Any, target_run_id: str) -> str | None:
     run = launcher_run(client)
     if run is None or run.info.run_id == target_run_id:
         return None
-    if run.data.metrics or Tag.STAGE in run.data.tags:
+    if run.data.metrics or Tag.STAGE in run.data.tags or Tag.DUPLICATE_OF in run.data.tags:
         return None
     import subprocess
     import sys
