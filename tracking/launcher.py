@@ -139,14 +139,13 @@ def resolve_experiment(client: Any, name: str, *, explicit: bool) -> str:
         return name
     experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
     if experiment_id and not os.environ.get("MLFLOW_EXPERIMENT_NAME"):
-        experiment = client.get_experiment(experiment_id)
-        return experiment.name
+        try:
+            return client.get_experiment(experiment_id).name
+        except Exception as exc:
+            if mlflow_auth_error(exc, client.tracking_uri):
+                raise
+            raise ValueError(f"MLFLOW_EXPERIMENT_ID={experiment_id}: no such experiment on {client.tracking_uri}") from None
     return name
-
-
-def is_pristine_launcher_run(run: Any) -> bool:
-    """True for a run only `mlflow run` wrote to: no metrics and no tlstudy tags."""
-    return not run.data.metrics and not any(k.startswith("tlstudy.") for k in run.data.tags)
 
 
 def end_launcher_run_as_pointer(client: Any, target_run_id: str) -> str | None:
