@@ -49,6 +49,13 @@ def _datasets(values: tuple[str, ...]) -> list[str]:
     return names
 
 
+def _same_param(config: Any, key: str, text: str) -> bool:
+    """``same_meaning``, where `mlflow run -P dataset=a,b` logged the whole list on the first dataset's run."""
+    if key == "dataset":
+        return config.dataset in _split_list(text)
+    return same_meaning(config, key, text)
+
+
 def _figure_title(model: str, datasets: list[str]) -> str:
     which = ", ".join(datasets)
     return f"{model} per-layer SVCCA: DDSM model vs fine-tuned on {which} (dashed: random net)"
@@ -214,7 +221,7 @@ def main(ddsm_model_uri, combined_figure, experiment, tracking_uri, parent_run_i
                     continue
                 params = flatten_params(config)
                 params["ddsm_model_version"] = resolved.version or resolved.source_run_id
-                run.log_params(params, same=lambda key, text, config=config: same_meaning(config, key, text))
+                run.log_params(params, same=lambda key, text, config=config: _same_param(config, key, text))
                 run.log_dict(to_jsonable(config), Artifact.CONFIG)
                 result = run_cca(config, resolved.state_dict_path, checkpoint_dir=run.checkpoint_dir,
                                  on_epoch_end=run.on_epoch_end, progress=progress)
