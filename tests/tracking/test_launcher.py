@@ -92,3 +92,66 @@ def test_403_from_the_entry_point_is_one_line(auth_server, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
     assert len(lines) == 1, proc.stderr[-3000:]
     assert server.url in lines[0] and "user 'reader'" in lines[0] and "HTTP 403" in lines[0]
+
+
+def _launcher_run(server_url: str, experiment: str, params: dict[str, str]):
+    """A run as `mlflow run` leaves it for the entry point: RUNNING, -P values logged shell-quoted."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    client = MlflowClient(server_url)
+    exp_id = client.create_experiment(experiment)
+    run = client.create_run(exp_id)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return client, run.info.run_id
+
+
+def test_adopted_run_keeps_the_launchers_spelling_of_equal_params(mlflow_server, fast_settings, monkeypatch):
+    from tracking.logger import RunLogger
+
+    client, run_id = _launcher_run(mlflow_server.url, "launcher-spelling",
+                                   {"ft_fraction": "0", "lr": "1e-3", "data_root": "''", "epochs": "2.0"})
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    same = {("data_root", ""): True}.get
+    with RunLogger("finetune x", "hashspell", stage="finetune", experiment="launcher-spelling",
+                   tracking_uri=mlflow_server.url, settings=fast_settings) as run:
+        run.log_params({"ft_fraction": 0.0, "lr": 0.001, "data_root": "/data", "epochs": 2, "model": "vgg16"},
+                       same=lambda key, text: bool(same((key, text))))
+    assert run.run_id == run_id  # adopted
+    params = client.get_run(run_id).data.params
+    assert params == {"ft_fraction": "0", "lr": "1e-3", "data_root": "''", "epochs": "2.0", "model": "vgg16"}
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_adopted_run_with_a_different_value_is_a_clear_error(mlflow_server, fast_settings, monkeypatch):
+    from tracking.logger import RunLogger, TrackingError
+
+    client, run_id = _launcher_run(mlflow_server.url, "launcher-conflict", {"lr": "1e-3"})
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    with pytest.raises(TrackingError, match=r"`mlflow run` logged params that differ .*'lr': \('1e-3', '0.01'\)"):
+        with RunLogger("finetune y", "hashconf", stage="finetune", experiment="launcher-conflict",
+                       tracking_uri=mlflow_server.url, settings=fast_settings) as run:
+            run.log_params({"lr": 0.01})
+    assert client.get_run(run_id).data.params == {"lr": "1e-3"}
+
+
+def test_pointer_run_is_tagged_and_deleted_after_the_launcher_ends_it(mlflow_server, monkeypatch):
+    from mlflow import MlflowClient
+
+    from tracking.launcher import delete_when_terminated, end_launcher_run_as_pointer
+    from tracking.schema import Tag
+
+    client = MlflowClient(mlflow_server.url)
+    exp_id = client.create_experiment("pointer")
+    target = client.create_run(exp_id).info.run_id
+    launcher = client.create_run(exp_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: None)  # the helper is run in-process below
+    assert end_launcher_run_as_pointer(client, target) == launcher
+    assert client.get_run(launcher).data.tags[Tag.DUPLICATE_OF] == target
+    assert end_launcher_run_as_pointer(client, target) is None  # once
+    client.set_terminated(launcher, "FINISHED")  # what `mlflow run` does after the entry point exits
+    assert delete_when_terminated(launcher, timeout_s=30)
+    assert client.get_run(launcher).info.lifecycle_stage == "deleted"
+    assert client.get_run(target).info.lifecycle_stage == "active"
