@@ -161,6 +161,7 @@ def main(ddsm_model_uri, combined_figure, experiment, tracking_uri, parent_run_i
     """
     import pandas as pd
 
+    from tlcore.analysis import run_cca
     from tlcore.data.cache import dataset_fingerprint
     from tlcore.experiment import read_records
     from tracking.logger import RunLogger
