@@ -79,6 +79,9 @@ def clear_cmd(config_hash: str, clear_all: bool, work_dir: str) -> None:
     folders = [p for p in (root.glob("*") if root.exists() else []) if p.is_dir()
                and (clear_all or p.name == config_hash or p.name.startswith(f"{config_hash}."))]
     if not folders:
+        if clear_all:
+            click.echo(f"no journals under {root}")
+            return
         raise click.ClickException(f"no journal {config_hash!r} under {root} (see `tlstudy journal list`)")
     for folder in sorted(folders):
         lock = folder / ".lock"
