@@ -3,59 +3,93 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from tlcore.experiment import StepConfig, StepResult, default_data_root
+from pipelines._options import runtime_option
+from tlcore.experiment import StepConfig, StepResult
+from tracking.schema import DEFAULT_EXPERIMENT
 
 # Exit status of a child that could not run for a reason that is not a failure
 # (e.g. ImageNet weights absent from the hub cache): the study runner records it as NA.
 EXIT_NOT_APPLICABLE = 3
 
 
-def common_options(func: Callable) -> Callable:
-    """Options every training entry point takes (MLproject passes floats for numbers)."""
+def runtime_options(*, log_model: bool) -> Callable:
+    """Options of every step command that are not step parameters (where and how to log)."""
     options = [
-        click.option("--model", default="resnet50", show_default=True, help="vgg16 | resnet50 | inception_v3 | patch_cnn"),
-        click.option("--seed", type=float, default=0, show_default=True),
-        click.option("--image-size", type=float, default=0, show_default=True,
-                     help="Square input side in pixels; 0 = the model's own size (224, 299, 1152x896)."),
-        click.option("--epochs", type=float, default=10, show_default=True),
-        click.option("--lr", type=float, default=1e-4, show_default=True),
-        click.option("--batch-size", type=float, default=16, show_default=True),
-        click.option("--data-root", default="", help="Folder holding ddsm/ inbreast/ mias/ ultrasound/ "
-                     "(default: $TLSTUDY_DATA, else ./data)."),
-        click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader workers."),
-        click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda"),
-        click.option("--experiment", default="tlstudy", show_default=True, envvar="MLFLOW_EXPERIMENT_NAME",
-                     help="MLflow experiment name (env MLFLOW_EXPERIMENT_NAME)."),
-        click.option("--parent-run-id", default="", help="Nest this run under a study run."),
-        click.option("--log-model/--no-log-model", default=True, show_default=True,
-                     help="Log the checkpoint as an MLflow model (plus a tensors-only state dict)."),
-        click.option("--progress/--no-progress", default=True, show_default=True),
+        runtime_option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, envvar="MLFLOW_EXPERIMENT_NAME",
+                       mlproject=False,
+                       help="MLflow experiment name (env MLFLOW_EXPERIMENT_NAME; under `mlflow run`, the "
+                            "experiment of --experiment-name / --experiment-id)."),
+        runtime_option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", mlproject=False,
+                       help="Tracking store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."),
+        runtime_option("--parent-run-id", default="", mlproject=False, help="Nest this run under a study run."),
+        runtime_option("--progress/--no-progress", default=True, show_default=True, mlproject=False),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    if log_model:
+        options.append(runtime_option("--log-model/--no-log-model", default=True, show_default=True, mlproject=False,
+                                      help="Log the checkpoint as an MLflow model (plus a tensors-only state dict)."))
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
-def step_kwargs(model: str, seed: float, image_size: float, epochs: float, lr: float, batch_size: float,
-                data_root: str, num_workers: int, device: str) -> dict[str, Any]:
-    """Typed StepConfig fields from the command-line values."""
-    return dict(
-        model=model,
-        seed=int(seed),
-        image_size=int(image_size) or None,
-        epochs=int(epochs),
-        lr=float(lr),
-        batch_size=int(batch_size),
-        data_root=data_root or str(default_data_root()),
-        num_workers=num_workers,
-        device=device,
-    )
+@dataclass
+class Session:
+    """Where this command logs: the resolved tracking URI and experiment name."""
+
+    tracking_uri: str
+    experiment: str
+
+
+def open_session(tracking_uri: str | None, experiment: str, parent_run_id: str = "") -> Session:
+    """Check the server (one line in seconds if down or refusing) and resolve the experiment.
+
+    Under `mlflow run` the experiment is the launcher's (``--experiment-name`` / ``-id``); a
+    study's child (``parent_run_id``) logs where the study tells it.
+    """
+    from tracking.launcher import check_server, resolve_experiment
+    from tracking.store import configure_http_defaults, get_client, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # every client of this process, MLflow's fluent API included
+    configure_http_defaults()
+    check_server(uri)
+    if parent_run_id:
+        return Session(tracking_uri=uri, experiment=experiment)
+    ctx = click.get_current_context(silent=True)
+    explicit = bool(ctx) and ctx.get_parameter_source("experiment") == click.core.ParameterSource.COMMANDLINE
+    return Session(tracking_uri=uri, experiment=resolve_experiment(get_client(uri), experiment, explicit=explicit))
+
+
+def check_split(dataset: str, records: list, seed: int, ft_fraction: float | None = None) -> None:
+    """The dataset has both classes and enough images per class for the split (before any run is opened)."""
+    from tlcore.data.splits import SplitConfig, make_target_split
+
+    try:
+        split = make_target_split(records, SplitConfig(seed=seed))
+        if ft_fraction:
+            split.finetune(ft_fraction)
+    except ValueError as exc:
+        raise click.ClickException(f"{dataset}: cannot split the dataset: {exc}") from None
+
+
+def check_model_weights(config: Any, *, ddsm_state: Any = None, imagenet_weights: Any = None) -> None:
+    """Build the model once with the given weights, so that weights that do not fit fail before a run opens."""
+    from tlcore.models import create_model
+
+    create_model(config.model, init=config.init, transfer=getattr(config, "transfer", "all"),
+                 imagenet_weights=imagenet_weights, ddsm_state=ddsm_state)
 
 
 def friendly_errors(func: Callable) -> Callable:
@@ -63,20 +97,38 @@ def friendly_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
         from tlcore.data.records import DatasetError
-        from tlcore.models import NotApplicableError, WeightsNotFoundError
+        from tlcore.models import NotApplicableError, StateDictMismatchError, WeightsNotFoundError
+        from tracking.launcher import TrackingAuthError, mlflow_auth_error
         from tracking.logger import TrackingError
         from tracking.registry import RegistryError
+        from tracking.store import TrackingConfigError, resolve_tracking_uri
 
         try:
             return func(*args, **kwargs)
         except (WeightsNotFoundError, NotApplicableError) as exc:
             click.echo(f"not applicable: {exc}", err=True)
             sys.exit(EXIT_NOT_APPLICABLE)
-        except (DatasetError, RegistryError, TrackingError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (DatasetError, RegistryError, TrackingError, TrackingAuthError, TrackingConfigError,
+                StateDictMismatchError, ValueError) as exc:
+            raise click.ClickException(one_line(exc)) from exc
+        except KeyError as exc:  # unknown name in a registry: the message lists the valid ones
+            raise click.ClickException(one_line(exc.args[0] if exc.args else exc)) from exc
+        except MlflowException as exc:
+            auth = mlflow_auth_error(exc, resolve_tracking_uri())
+            if auth is None:
+                raise
+            raise click.ClickException(auth) from exc
 
     return wrapper
+
+
+def one_line(exc: Any) -> str:
+    """The first line of an error message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def finished_run_for(config: StepConfig, experiment: str, fingerprint: str):
@@ -97,8 +149,17 @@ def finished_run_for(config: StepConfig, experiment: str, fingerprint: str):
 
 
 def announce_finished(run: Any) -> None:
-    """Say that the configuration already has a FINISHED run (the study runner reads this line)."""
+    """Say that the configuration already has a FINISHED run (the study runner reads this line).
+
+    Under `mlflow run`, the launcher's run is ended as a pointer to it (tagged, deleted).
+    """
+    from tracking.launcher import end_launcher_run_as_pointer
+    from tracking.store import get_client
+
     click.echo(f"already finished: {run.info.run_id} ({run.info.run_name})")
+    pointer = end_launcher_run_as_pointer(get_client(), run.info.run_id)
+    if pointer:
+        click.echo(f"the run `mlflow run` opened ({pointer}) was deleted, tagged as a duplicate of {run.info.run_id}")
 
 
 def data_tags(data_root: str | Path) -> dict[str, str]:

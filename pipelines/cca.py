@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
 
-from pipelines._common import (announce_finished, common_options, data_tags, finished_run_for, friendly_errors,
-                              step_kwargs)
+from pipelines._common import (announce_finished, check_model_weights, check_split, data_tags, finished_run_for,
+                               friendly_errors, open_session, runtime_options)
+from pipelines._options import StepCommand, build_config, config_options, config_values, runtime_option, same_meaning
+from tlcore.analysis import CcaConfig
 
 TARGET_DATASETS = ("inbreast", "mias", "ultrasound")
 TABLE_ARTIFACT = "cca/similarity.csv"
@@ -44,6 +47,13 @@ def _datasets(values: tuple[str, ...]) -> list[str]:
         raise click.BadParameter(f"unknown dataset(s) {bad}; valid: {', '.join(TARGET_DATASETS)}",
                                  param_hint="--dataset")
     return names
+
+
+def _same_param(config: Any, key: str, text: str) -> bool:
+    """``same_meaning``, where `mlflow run -P dataset=a,b` logged the whole list on the first dataset's run."""
+    if key == "dataset":
+        return config.dataset in _split_list(text)
+    return same_meaning(config, key, text)
 
 
 def _figure_title(model: str, datasets: list[str]) -> str:
@@ -158,70 +168,56 @@ def record_cca(run: Any, result: Any, *, model: str, tmp: Path) -> None:
     run.log_file(figure, FIGURE_ARTIFACT)
 
 
-@click.command("cca")
-@click.option("--dataset", "datasets", multiple=True, default=("mias",), show_default=True,
-              help="Target dataset (inbreast | mias | ultrasound); repeat or comma-separate for several "
-                   "(one run each, plus a combined figure).")
-@click.option("--measures", default="svcca", show_default=True,
-              help="Comma-separated similarity measures: svcca (always computed), pwcca, cka, cka_debiased.")
-@click.option("--keep", type=float, default=0.99, show_default=True,
-              help="SVCCA: share of the variance the kept singular directions explain.")
-@click.option("--mode", type=click.Choice(["positions", "pool"]), default="positions", show_default=True,
-              help="positions: every conv position is a datapoint (subsampled); pool: average over space.")
-@click.option("--max-positions", type=float, default=10_000, show_default=True,
-              help="Datapoints kept per layer in positions mode (0 = all: memory grows with the data).")
-@click.option("--ddsm-model-uri", default="", help="DDSM checkpoint: models:/name@alias, models:/name/N or "
-              "runs:/<id> (default: models:/ddsm-<model>@champion).")
-@click.option("--combined-figure", default="", help="Also save the combined Figure 1 PNG to this path "
-              "(when no run of this call could take it, e.g. all were done, it goes to "
-              "./cca_figure1_combined.png by default).")
-@common_options
+@click.command("cca", cls=StepCommand)
+@config_options(CcaConfig, multiple=("dataset",))
+@runtime_option("--ddsm-model-uri", default="", help="DDSM checkpoint: models:/name@alias, models:/name/N or "
+                "runs:/<id> (default: models:/ddsm-<model>@champion).")
+@runtime_option("--combined-figure", default="", help="Also save the combined Figure 1 PNG to this path "
+                "(when no run of this call could take it, e.g. all were done, it goes to "
+                "./cca_figure1_combined.png by default).")
+@runtime_options(log_model=False)
 @friendly_errors
-def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined_figure, model, seed, image_size,
-         epochs, lr, batch_size, data_root, num_workers, device, experiment, parent_run_id, log_model,
-         progress) -> None:
+def main(ddsm_model_uri, combined_figure, experiment, tracking_uri, parent_run_id, progress, **values) -> None:
     """Similarity of the DDSM-pretrained model before and after fine-tuning on 20 % of each dataset.
 
     Per layer (conv1, block1..block4): SVCCA (and the other --measures) between the
     DDSM model and the network that `finetune --init ddsm --ft-fraction 0.2` (same settings
     and seed) trained and scored, loaded from that run, over its test images, with a
-    random network as the baseline. --log-model is accepted for uniformity with
-    the other entry points; this analysis logs no model.
+    random network as the baseline. This analysis logs no model.
     """
     import pandas as pd
 
-    from tlcore.analysis import CcaConfig, run_cca
+    from tlcore.analysis import run_cca
     from tlcore.data.cache import dataset_fingerprint
-    from tlcore.data.splits import SplitConfig, make_target_split
     from tlcore.experiment import read_records
     from tracking.logger import RunLogger
     from tracking.registry import resolve_ddsm_model
     from tracking.schema import STAGE_CCA, Artifact, Tag, run_name
     from tracking.serialize import flatten_params, to_jsonable
 
-    names = _datasets(datasets)
-    common = step_kwargs(model, seed, image_size, epochs, lr, batch_size, data_root, num_workers, device)
-    configs = {
-        d: CcaConfig(dataset=d, measures=tuple(_split_list(measures)), keep=float(keep), mode=mode,
-                     max_positions=int(max_positions) or None, **common)
-        for d in names
-    }
+    names = _datasets(values.pop("dataset"))
+    common = config_values(CcaConfig, values, exclude=("dataset",))
+    configs = {d: build_config(CcaConfig, dataset=d, **common) for d in names}
+    model, seed = configs[names[0]].model, configs[names[0]].seed
+    # Arguments, data and splits first, so that a bad one fails before any run is opened (and
+    # before hours are spent on the datasets listed before it).
     records = {d: read_records(d, cfg.data_root).records for d, cfg in configs.items()}
+    for d in names:
+        check_split(d, records[d], configs[d].seed, configs[d].ft_fraction)
+    session = open_session(tracking_uri, experiment, parent_run_id)
+    experiment = session.experiment
     fingerprints = {d: dataset_fingerprint(records[d]) for d in names}
     done = {d: finished_run_for(cfg, experiment, fingerprints[d]) for d, cfg in configs.items()}
     todo = [d for d in names if done[d] is None]
     for d in names:
         if done[d] is not None:
-            announce_finished(done[d])
-
-    # Prerequisites first, so that a missing DDSM model or an unsplittable dataset fails before any
-    # run is opened (and before hours are spent on the datasets listed before it).
-    for d in todo:
-        try:
-            make_target_split(records[d], SplitConfig(seed=configs[d].seed)).finetune(configs[d].ft_fraction)
-        except ValueError as exc:
-            raise click.ClickException(f"{d}: cannot split for the analysis: {exc}") from exc
+            if todo:  # the launcher's run (under `mlflow run`) takes the first dataset still to do
+                click.echo(f"already finished: {done[d].info.run_id} ({done[d].info.run_name})")
+            else:
+                announce_finished(done[d])
     resolved = resolve_ddsm_model(model, uri=ddsm_model_uri or None) if todo else None
+    if resolved is not None:
+        check_model_weights(SimpleNamespace(model=model, init="ddsm"), ddsm_state=resolved.state_dict_path)
     sources = {d: source_run(configs[d], experiment, fingerprints[d]) for d in todo}
     several = len(names) > 1
     figure_rows: dict[str, Any] = {}
@@ -240,7 +236,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
 
         for d in todo:
             config = configs[d]
-            name = run_name(STAGE_CCA, d, model, "ddsm", None, None, config.seed)
+            name = run_name(STAGE_CCA, d, model, "ddsm", None, None, seed)
             source = sources[d]
             finetuned = resolve_ddsm_model(model, uri=f"runs:/{source.info.run_id}")
             tags = {Tag.DATASET_FINGERPRINT: fingerprints[d], Tag.CCA_SOURCE_RUN_ID: source.info.run_id,
@@ -256,7 +252,7 @@ def main(datasets, measures, keep, mode, max_positions, ddsm_model_uri, combined
                     continue
                 params = flatten_params(config)
                 params["ddsm_model_version"] = resolved.version or resolved.source_run_id
-                run.log_params(params)
+                run.log_params(params, same=lambda key, text, config=config: _same_param(config, key, text))
                 run.log_dict(to_jsonable(config), Artifact.CONFIG)
                 result = run_cca(config, resolved.state_dict_path, finetuned.state_dict_path, progress=progress)
                 record_cca(run, result, model=model, tmp=tmp)

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "study": "pipelines.study:main",
     "report": "pipelines.report:main",
     "weights": "pipelines.weights_cmds:weights_group",
+    "mlproject": "pipelines.mlproject:main",
+    "journal": "pipelines.journal:journal_group",
 }
 
 

@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ from tlcore.data.records import Skipped
 from tlcore.data.splits import SplitConfig, make_target_split
 from tlcore.design import PAPER_DESIGN
 from tlcore.experiment import FinetuneConfig, StepConfig, prepare_data
+from tlcore.params import Opt, dataset_choices
 from tlcore.models import create_model
 from tlcore.similarity import (
     ActivationSampler,
@@ -85,7 +86,21 @@ class CcaConfig(StepConfig):
     ft_fraction: float = 0.2
     min_samples_per_dim: float = 2.0
 
+    OPTIONS: ClassVar[dict[str, Opt]] = {
+        "dataset": Opt("Target dataset (from the reader registry); several comma-separated: one run each.",
+                       choices=dataset_choices),
+        "keep": Opt("SVCCA: share of the variance the kept singular directions explain."),
+        "measures": Opt("Comma-separated similarity measures: svcca (always computed), pwcca, cka, cka_debiased."),
+        "max_positions": Opt("Datapoints kept per layer in positions mode (0 = all: memory grows with the data).",
+                             zero_is_none=True),
+        "mode": Opt("positions: every conv position is a datapoint (subsampled); pool: average over space.",
+                    choices=MODES),
+        "ft_fraction": Opt("Fine-tuning portion that trains the compared model (0.2 = the whole pool).", cli=False),
+        "min_samples_per_dim": Opt("SVCCA guard: datapoints needed per kept direction.", cli=False),
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         measures = tuple(dict.fromkeys(("svcca", *(str(m).strip().lower() for m in self.measures if str(m).strip()))))
         unknown = [m for m in measures if m not in CCA_MEASURES]
         if unknown:

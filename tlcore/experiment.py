@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from tlcore.data.registry import get_reader
 from tlcore.data.splits import OfficialSplit, SplitConfig, TargetSplit, make_target_split, official_split
 from tlcore.metrics import EvalResult, roc_points
 from tlcore.models import count_parameters, create_model, get_spec
-from tlcore.training.config import AugmentConfig, TrainConfig
+from tlcore.params import DEVICES, Opt, check_int, check_number, check_options, dataset_choices, model_choices
+from tlcore.training.config import OPTIMIZERS, AugmentConfig, TrainConfig
 from tlcore.training.engine import EpochRecord, FitResult, evaluate, fit
 
 INITS = ("random", "imagenet", "ddsm")
@@ -61,6 +62,45 @@ class StepConfig:
     # lose); short runs skip checkpoints that would cost more than the epochs they protect.
     # The first epoch is always saved, and SIGTERM saves the epoch in progress (engine.fit).
     checkpoint_interval_s: float = 60.0
+
+    # Help text and valid values of each field (see tlcore.params); the click options and
+    # MLproject are generated from the fields and these.
+    OPTIONS: ClassVar[dict[str, Opt]] = {
+        "model": Opt("Model architecture (from the model registry).", choices=model_choices),
+        "seed": Opt("Seed of the split, the initialisation and the training order."),
+        "image_size": Opt("Square input side in pixels; 0 = the model's own size (224, 299, 1152x896).",
+                          zero_is_none=True),
+        "epochs": Opt("Training epochs (early stopping may end sooner)."),
+        "lr": Opt("Learning rate."),
+        "batch_size": Opt("Images per training batch."),
+        "optimizer": Opt("Optimiser.", choices=OPTIMIZERS),
+        "weight_decay": Opt("Weight decay."),
+        "early_stopping_patience": Opt("Epochs without a better validation AUC before training stops."),
+        "num_workers": Opt("DataLoader worker processes."),
+        "deterministic": Opt("Deterministic cuDNN kernels (slower)."),
+        "device": Opt("Where to train: auto = CUDA when available, else CPU.", choices=DEVICES),
+        "data_root": Opt("Folder holding ddsm/ inbreast/ mias/ ultrasound/; empty = $TLSTUDY_DATA, else ./data."),
+        "cache_dir": Opt("Preprocessed-image cache; empty = $TLSTUDY_CACHE, else the user cache folder.", cli=False),
+        "checkpoint_interval_s": Opt("Seconds of training a crash may lose.", cli=False),
+    }
+
+    def __post_init__(self) -> None:
+        """Types and ranges only (one-line ValueError naming the field); the study's grid is not checked here."""
+        owner = type(self).__name__
+        check_options(self)
+        check_int(owner, "seed", self.seed, minimum=0)
+        check_int(owner, "image_size", self.image_size, minimum=16, optional=True)
+        check_int(owner, "epochs", self.epochs, minimum=1)
+        check_int(owner, "batch_size", self.batch_size, minimum=1)
+        check_int(owner, "early_stopping_patience", self.early_stopping_patience, minimum=1)
+        check_int(owner, "num_workers", self.num_workers, minimum=0)
+        check_number(owner, "lr", self.lr, positive=True)
+        check_number(owner, "weight_decay", self.weight_decay, minimum=0.0)
+        check_number(owner, "checkpoint_interval_s", self.checkpoint_interval_s, minimum=0.0)
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"{owner}.deterministic must be true or false, got {self.deterministic!r}")
+        if not str(self.data_root):
+            raise ValueError(f"{owner}.data_root is empty (leave it out to use $TLSTUDY_DATA or ./data)")
 
     def input_size(self) -> tuple[int, int]:
         """(H, W) fed to the model: ``image_size`` squared, or the model spec's default."""
@@ -107,6 +147,11 @@ class PretrainConfig(StepConfig):
     dataset: str = "ddsm"
     init: str = "random"  # DDSM pre-training starts from random (or ImageNet) weights
 
+    OPTIONS: ClassVar[dict[str, Opt]] = {
+        "dataset": Opt("Pre-training dataset.", choices=("ddsm",), cli=False),
+        "init": Opt("Starting weights of the DDSM pre-training.", choices=("random", "imagenet")),
+    }
+
 
 @dataclass(frozen=True)
 class FinetuneConfig(StepConfig):
@@ -114,10 +159,20 @@ class FinetuneConfig(StepConfig):
 
     dataset: str = "mias"
     init: str = "random"
-    ft_fraction: float = 0.0
+    ft_fraction: float = 0.1
     transfer: str = "all"
 
+    OPTIONS: ClassVar[dict[str, Opt]] = {
+        "dataset": Opt("Target dataset (from the reader registry).", choices=dataset_choices),
+        "init": Opt("Initialisation: random, ImageNet weights, or the DDSM-pretrained model.", choices=INITS),
+        "ft_fraction": Opt("Share of the dataset used for fine-tuning: 0 (evaluate as is), 0.1 or 0.2."),
+        "transfer": Opt("all: every layer transferred; hybrid: weights up to block2, light random top.",
+                        choices=TRANSFERS),
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number(type(self).__name__, "ft_fraction", self.ft_fraction, minimum=0.0)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.transfer not in TRANSFERS:

@@ -400,6 +400,8 @@ class RunLogger:
         if tags:
             self._initial_tags.update({k: str(v) for k, v in tags.items()})
         self._prior_metric_steps: set[tuple[str, int]] = set()
+        # Params the server already holds on an adopted `mlflow run` run, in the launcher's spelling.
+        self._server_params: dict[str, str] = {}
         self._client: Any = None
         self._cond = threading.Condition()
         self._queue: list[dict[str, Any]] = []
@@ -483,8 +485,13 @@ class RunLogger:
                 raise TrackingError(
                     f"journal {self.journal.root} belongs to run {run_id}, which the server at "
                     f"{self.tracking_uri} does not have ({_short(exc)}). If it was deleted on purpose, "
-                    "remove that journal folder to start afresh."
+                    f"clear the journal (`{clear_command(self.config_hash)}`) to start afresh."
                 ) from exc
+            if self.parent_run_id is None:
+                # Completing an earlier run: the run `mlflow run` opened for this attempt points to it.
+                from tracking.launcher import end_launcher_run_as_pointer
+
+                end_launcher_run_as_pointer(self._client, run_id)
         else:
             run = self._adopt_launcher_run(journal_id) or self._find_or_create_run(journal_id)
             self.journal.append("run", run_id=run.info.run_id, experiment_id=self.experiment_id)
@@ -492,7 +499,8 @@ class RunLogger:
         if run.info.lifecycle_stage != "active":
             raise TrackingError(
                 f"run {self.run_id} (journal {self.journal.root}) is deleted on {self.tracking_uri}; "
-                "restore it or remove the journal folder"
+                f"restore it (`mlflow runs restore --run-id {self.run_id}`) or clear the journal "
+                f"(`{clear_command(self.config_hash)}`)"
             )
         status = run.info.status
         if status == "FINISHED":
@@ -518,7 +526,7 @@ class RunLogger:
         into that run (and its experiment) instead of a second one keeps one run per command.
         """
         run_id = os.environ.get("MLFLOW_RUN_ID")
-        if not run_id:
+        if not run_id or self.parent_run_id:  # a study's child never takes over the launcher's run
             return None
         policy = self.settings.retry
         try:
@@ -530,6 +538,7 @@ class RunLogger:
         if run.info.status != "RUNNING":
             return None  # a stale variable from an earlier launch: open a run of our own
         self.experiment_id = run.info.experiment_id
+        self._server_params = dict(run.data.params)
         tags = {Tag.JOURNAL_ID: journal_id, Tag.CONFIG_HASH: self.config_hash, Tag.STAGE: self.stage}
         if self.parent_run_id:
             tags[Tag.PARENT_RUN_ID] = self.parent_run_id
@@ -581,6 +590,13 @@ class RunLogger:
             journal_dir=self.journal.root,
         )
 
+    def _refused(self, exc: BaseException) -> str:
+        return (
+            f"the tracking server refused part of run {self.run_id}: {_short(exc)}. The journal "
+            f"{self.journal.root} is kept; rerunning replays it and will be refused again unless the "
+            f"cause is fixed: clear it with `{clear_command(self.config_hash)}` to start afresh"
+        )
+
     def finish(self) -> None:
         """Send everything, mark the run FINISHED and remove the journal.
 
@@ -594,10 +610,7 @@ class RunLogger:
                 self.journal.append("body_done")
             self._stop_worker()
             if self._fatal is not None:
-                raise TrackingError(
-                    f"the tracking server refused part of run {self.run_id}: {_short(self._fatal)}. "
-                    f"The journal {self.journal.root} is kept."
-                ) from self._fatal
+                raise TrackingError(self._refused(self._fatal)) from self._fatal
             # Last chance for anything the worker could not send (server back, or never down).
             self._offline = None
             try:
@@ -612,10 +625,7 @@ class RunLogger:
             except Exception as exc:
                 if is_transient(exc):
                     raise self._unavailable(exc) from exc
-                raise TrackingError(
-                    f"the tracking server refused part of run {self.run_id}: {_short(exc)}. "
-                    f"The journal {self.journal.root} is kept."
-                ) from exc
+                raise TrackingError(self._refused(exc)) from exc
             self.journal.append("finished")
         finally:
             self.journal.close()
@@ -653,12 +663,30 @@ class RunLogger:
 
     # -- logging API ---------------------------------------------------------------------
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params (values become strings) in one batch. Changing a logged value is an error."""
+    def log_params(self, params: Mapping[str, Any], same: Callable[[str, str], bool] | None = None) -> None:
+        """Log params (values become strings) in one batch. Changing a logged value is an error.
+
+        Params the server already holds on an adopted `mlflow run` run (``-P`` values as typed)
+        are not sent again when they mean the same: equal strings, equal numbers (``'1e-3'`` and
+        0.001, ``'0'`` and 0.0), or ``same(key, server_value)`` true (the entry point parses the
+        text as its option does). A different meaning is an error before anything is sent.
+        """
         if not params:
             return
         clean = {str(k): _param_value(v) for k, v in params.items()}
         assert_no_patient_identifiers(clean, "params")
+        differ = {}
+        for key in [k for k in clean if k in self._server_params]:
+            server = _unquoted(self._server_params[key])
+            if server == clean[key] or _same_number(server, clean[key]) or (same is not None and same(key, server)):
+                del clean[key]
+            else:
+                differ[key] = (server, clean[key])
+        if differ:
+            raise TrackingError(
+                f"run {self.run_id}: `mlflow run` logged params that differ from the resolved config "
+                f"{ {k: v for k, v in differ.items()} } (server value, resolved value)"
+            )
         known = self.journal.logged_params()
         conflicts = {k: (known[k], v) for k, v in clean.items() if k in known and known[k] != v}
         if conflicts:
@@ -1009,6 +1037,30 @@ class RunLogger:
         call_with_retry(
             lambda: self._client.log_inputs(self.run_id, datasets=[inp]), self.settings.retry, "log_inputs", self.stats
         )
+
+
+def clear_command(config_hash: str) -> str:
+    """The command that removes a config's journal."""
+    return f"tlstudy journal clear --config-hash {config_hash}"
+
+
+def _unquoted(value: str) -> str:
+    """A param as `mlflow run` logged it (shell-quoted: ``''`` for empty) back to the value typed."""
+    import shlex
+
+    try:
+        parts = shlex.split(value)
+    except ValueError:
+        return value
+    return parts[0] if len(parts) == 1 else "" if not parts else value
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return x == y or (math.isnan(x) and math.isnan(y))
 
 
 def _now_ms() -> int:

@@ -59,6 +59,9 @@ class Tag:
     SYNTHETIC_DATA: Final = "tlstudy.synthetic_data"
     # sha256 of the run's weights/state_dict.pt, recorded when it is registered (run and version).
     STATE_DICT_SHA256: Final = "tlstudy.state_dict_sha256"
+    # On a run `mlflow run` opened for work that was already done: the run holding it
+    # (the pointer run is then deleted; see docs/mlflow-run.md).
+    DUPLICATE_OF: Final = "tlstudy.duplicate_of"
     # MLflow's own tag that makes a run a child of another.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
 
@@ -229,6 +232,8 @@ SCHEMA: Final[tuple[SchemaEntry, ...]] = (
                 "model-training view.", EXPERIMENT_KIND_TRAINING),
     SchemaEntry("experiment tag", MlflowTag.NOTE, "Description of the experiment (and of each registered model).", ""),
     SchemaEntry("experiment tag", TAG_PROJECT, "Marks experiments and registered models tlstudy created.", "tlstudy"),
+    SchemaEntry("tag", Tag.DUPLICATE_OF, "On a deleted `mlflow run` launcher run whose work was already done: "
+                "the run that holds it.", "4ec614b2..."),
     SchemaEntry("tag", Tag.PARENT_RUN_ID, "Parent (study) run of a nested child run.", "run id"),
     SchemaEntry("metric", Metric.TEST_AUC, "ROC AUC on the held-out test split.", "0.91"),
     SchemaEntry("metric", Metric.TEST_AUC_CI_LOW, "Lower bound of the bootstrap 95% CI of test_auc.", "0.85"),

@@ -332,27 +332,20 @@ class PlannedRun:
         }
 
     def argv(self, data_root: str | Path, experiment: str | None = None, parent_run_id: str | None = None) -> list[str]:
-        """Command-line arguments of the child entry point for this configuration."""
-        args: list[str]
-        if self.stage == STAGE_PRETRAIN:
-            args = ["--model", self.model, "--init", self.init, "--seed", str(self.seed),
-                    "--image-size", str(self.image_size), "--epochs", str(self.epochs),
-                    "--lr", repr(self.lr), "--batch-size", str(self.batch_size),
-                    "--data-root", str(data_root), "--log-model" if self.log_model else "--no-log-model",
-                    "--no-progress"]
-        elif self.stage == STAGE_FINETUNE:
-            args = ["--dataset", self.dataset, "--model", self.model, "--init", self.init,
-                    "--ft-fraction", format_fraction(self.ft_fraction or 0.0), "--transfer", self.transfer or "all",
-                    "--seed", str(self.seed), "--image-size", str(self.image_size),
-                    "--epochs", str(self.epochs), "--lr", repr(self.lr), "--batch-size", str(self.batch_size),
-                    "--data-root", str(data_root), "--log-model" if self.log_model else "--no-log-model",
-                    "--no-progress"]
-        elif self.stage == STAGE_CCA:
-            args = ["--dataset", self.dataset, "--model", self.model, "--seed", str(self.seed),
-                    "--image-size", str(self.image_size), "--epochs", str(self.epochs), "--lr", repr(self.lr),
-                    "--batch-size", str(self.batch_size), "--data-root", str(data_root), "--no-progress"]
-        else:  # pragma: no cover - plan_study never makes other stages
+        """The child entry point's arguments: its typed step config through the generated options.
+
+        Every config field is rendered by ``pipelines._options.config_argv`` (the same
+        declaration the options are generated from), then the runtime flags.
+        """
+        from pipelines._options import config_argv
+
+        config = step_config(self, data_root)
+        if config is None:  # pragma: no cover - plan_study never makes other stages
             raise StudyError(f"no child entry point for stage {self.stage!r}")
+        args = config_argv(config)
+        if self.stage != STAGE_CCA:
+            args.append("--log-model" if self.log_model else "--no-log-model")
+        args.append("--no-progress")
         if experiment:
             args += ["--experiment", experiment]
         if parent_run_id:
