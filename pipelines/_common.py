@@ -159,7 +159,7 @@ def announce_finished(run: Any) -> None:
     click.echo(f"already finished: {run.info.run_id} ({run.info.run_name})")
     pointer = end_launcher_run_as_pointer(get_client(), run.info.run_id)
     if pointer:
-        click.echo(f"the run `mlflow run` opened ({pointer}) was deleted, tagged as a duplicate of {run.info.run_id}")
+        click.echo(f"the run that mlflow run opened ({pointer}) was deleted, tagged as a duplicate of {run.info.run_id}")
 
 
 def data_tags(data_root: str | Path) -> dict[str, str]:

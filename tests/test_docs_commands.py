@@ -94,6 +94,8 @@ def cli_printed_commands() -> list[DocCommand]:
     for path in sorted([*ROOT.glob("pipelines/*.py"), *ROOT.glob("tracking/*.py"), *ROOT.glob("tlcore/**/*.py")]):
         for number, text in _message_strings(ast.parse(path.read_text())):
             for found in re.finditer(r"`((?:tlstudy|mlflow) [^`]*)`", text):
+                if found.group(1) == "mlflow run":  # the tool named in prose, not a command to type
+                    continue
                 out.append(DocCommand(f"{path.relative_to(ROOT)}:{number}", found.group(1),
                                       tuple(shlex.split(found.group(1)))))
     return out

@@ -132,7 +132,7 @@ def resolve_experiment(client: Any, name: str, *, explicit: bool) -> str:
         if explicit and name != launched:
             raise ValueError(
                 f"--experiment {name!r} differs from the experiment `mlflow run` opened the run in "
-                f"({launched!r}); pass `mlflow run --experiment-name {name}` instead"
+                f"({launched!r}); give mlflow run the option --experiment-name {name} instead"
             )
         return launched
     if explicit:
