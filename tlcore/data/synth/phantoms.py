@@ -14,7 +14,9 @@ are a few percent of the image height long and wide, so the signal survives resi
 image to 64 px.
 
 Label-independent nuisance, drawn from the same distributions for both classes so that
-only the shape tells the classes apart: lesion size, position, peak contrast and the
+only the shape tells the classes apart: every image (normal ones included) holds two or
+three dense structures -- its findings topped up with unannotated smooth nodules -- so
+that the presence of a lesion is no cue either; lesion size, position, peak contrast and the
 *integrated* added density (each lesion's added intensity is rescaled to the same
 budget, so a malignant lesion is not brighter overall than a benign one), breast
 density, texture, gamma and noise. This matters because the output of an untrained
@@ -561,6 +563,14 @@ def render_mammogram(
             )
         taken.append((les.center[0], les.center[1], les.radius))
         out.append(les)
+    # unannotated smooth nodules (lymph-node / cyst-like) so that every image, normal ones
+    # included, holds about as many dense structures: lesion presence is not a cue
+    n_structures = int(rng.integers(2, 4))
+    for _ in range(max(0, n_structures - len(out))):
+        r = height * rng.uniform(0.06, 0.11)
+        x, y = _place(rng, geom, r, taken, height, width)
+        render_mass(img, rng, (x, y), r, False, limit=limit)
+        taken.append((x, y, r))
     if label_box:
         add_label_box(img, rng, side)
     gamma = rng.uniform(0.85, 1.15)
