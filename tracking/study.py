@@ -219,7 +219,7 @@ class DemoProfile(StudyProfile):
     """The README's main job: small look-alike data (776 CBIS-DDSM images; the targets at their
     real counts), calibrated with ``benchmarks/controls_check.py``.
 
-    64 px images (Inception-v3 needs at least 75 px, so 80); eight pre-training and six
+    64 px images (Inception-v3 needs at least 75 px, so 80); six pre-training and six
     fine-tuning epochs at 5e-4 (VGG-16, without batch norm, at 1e-4). Fine-tunes run with
     ``--no-log-model`` (disk); pre-training logs its model (the registry needs it).
     """
@@ -228,7 +228,7 @@ class DemoProfile(StudyProfile):
     image_sizes: tuple[tuple[str, int], ...] = (
         ("vgg16", 64), ("resnet50", 64), ("inception_v3", 80), ("patch_cnn", 64),
     )
-    pretrain_epochs: int = 8
+    pretrain_epochs: int = 6
     finetune_epochs: int = 6
     cca_epochs: int = 6
     lr: float = 5e-4
