@@ -175,10 +175,14 @@ def test_paper_and_small_plans_match_real_counts():
     assert sum(im.malignant for im in mi) == 52
     assert [f.severity for f in mi[143].findings] == ["B", "M"]  # mdb144
 
+    # small (the demo study): CBIS-DDSM at a quarter of its size, the targets at their real
+    # counts (so that the targets' test-set CIs are as narrow as the paper's)
     small = synth_ddsm.plan(SynthConfig(scale="small"))
-    assert 0.10 <= len(small) / 3103 <= 0.15
+    assert 0.20 <= len(small) / 3103 <= 0.30
     small_ib = synth_inbreast.plan(SynthConfig(scale="small"))
     assert {im.birads for im in small_ib} == set(synth_inbreast.BIRADS_PAPER)
+    assert len(small_ib) == 410
+    assert len(synth_mias.plan(SynthConfig(scale="small"))) == 322
 
 
 # --------------------------------------------------------------------------- CBIS-DDSM quirks
@@ -434,8 +438,10 @@ def test_busi_layout_with_masks(variant):
 # --------------------------------------------------------------------------- the learnable signal
 
 
-def test_mass_signal_malignant_denser_and_spiculated():
-    dens = {True: [], False: []}
+def test_mass_signal_spiculated_with_the_same_density_budget():
+    # the shared signal is shape (spicules), not brightness: both classes of one size add
+    # the same integrated density on average
+    total = {True: [], False: []}
     outside = {True: [], False: []}
     compact = {True: [], False: []}
     for i in range(24):
@@ -443,21 +449,19 @@ def test_mass_signal_malignant_denser_and_spiculated():
             img = np.zeros((160, 160), dtype=np.float32)
             rng = np.random.default_rng([i, int(malignant)])
             les = render_mass(img, rng, (80.0, 80.0), 14.0, malignant)
-            dens[malignant].append(img[les.mask].mean())
+            total[malignant].append(img.sum())
             outside[malignant].append(img[~les.mask].sum() / img.sum())
             m = les.mask
             perimeter = np.sum(m[1:, :] != m[:-1, :]) + np.sum(m[:, 1:] != m[:, :-1])
             compact[malignant].append(perimeter**2 / m.sum())
-    assert np.mean(dens[True]) > 1.5 * np.mean(dens[False])
-    assert np.mean(outside[True]) > 1.3 * np.mean(
-        outside[False]
-    )  # spicules reach beyond the outline
+    assert 0.85 < np.mean(total[True]) / np.mean(total[False]) < 1.15
+    assert np.mean(outside[True]) > 1.3 * np.mean(outside[False])  # spicules reach beyond the outline
     assert np.mean(compact[True]) > np.mean(compact[False])  # irregular outline
 
 
-def test_calcification_signal_malignant_tight_and_fine():
-    spread = {True: [], False: []}
+def test_calcification_signal_malignant_linear_branching():
     count = {True: [], False: []}
+    total = {True: [], False: []}
     for i in range(16):
         for malignant in (True, False):
             img = np.zeros((160, 160), dtype=np.float32)
@@ -465,21 +469,25 @@ def test_calcification_signal_malignant_tight_and_fine():
                 img,
                 np.random.default_rng([i, int(malignant)]),
                 (80.0, 80.0),
-                6.0,
+                10.0,
                 malignant,
-                0.6,
+                0.8,
             )
             pts = np.array(les.specks)
-            spread[malignant].append(np.hypot(*(pts - les.center).T).mean())
             count[malignant].append(len(pts))
-    assert np.mean(spread[True]) < np.mean(spread[False])
+            total[malignant].append(img.sum())
+            if malignant:  # specks lie on a few radial branches: few distinct directions
+                ang = np.arctan2(pts[:, 1] - 80.0, pts[:, 0] - 80.0)
+                hist, _ = np.histogram(ang, bins=36, range=(-np.pi, np.pi))
+                assert (hist > 0).sum() <= 24
     assert min(count[True]) > max(count[False])
+    assert 0.8 < np.mean(total[True]) / np.mean(total[False]) < 1.25
 
 
-def test_ultrasound_signal_shape_and_posterior_echo():
+def test_ultrasound_signal_orientation_only():
     ratio = {True: [], False: []}
     posterior = {True: [], False: []}
-    for i in range(12):
+    for i in range(24):
         for malignant in (True, False):
             rng = np.random.default_rng([i, int(malignant)])
             ph = render_ultrasound(
@@ -492,39 +500,9 @@ def test_ultrasound_signal_shape_and_posterior_echo():
             ].mean()
             side = ph.image[ys.max() + 2 : ys.max() + 20].mean()
             posterior[malignant].append(below - side)
-    assert np.mean(ratio[True]) > 1.0 > np.mean(ratio[False])
-    assert (
-        np.mean(posterior[True]) < 0 < np.mean(posterior[False])
-    )  # shadowing vs enhancement
-
-
-def test_written_ddsm_masses_malignant_brighter(tiny):
-    root = tiny[0] / "ddsm"
-    excess = {True: [], False: []}
-    for spec in synth_ddsm.CSV_SPECS[:2]:
-        for r in _read_csv(root / spec.filename):
-            full = pydicom.dcmread(root / "CBIS-DDSM" / r["image file path"].strip())
-            img = full.pixel_array.astype(np.float64)
-            if full.PhotometricInterpretation == "MONOCHROME1":
-                img = 65535 - img
-            mask = (
-                pydicom.dcmread(
-                    root / "CBIS-DDSM" / r["ROI mask file path"].strip()
-                ).pixel_array
-                > 0
-            )
-            grown = mask.copy()
-            for _ in range(4):
-                grown[1:] |= grown[:-1].copy()
-                grown[:-1] |= grown[1:].copy()
-                grown[:, 1:] |= grown[:, :-1].copy()
-                grown[:, :-1] |= grown[:, 1:].copy()
-            ring = grown & ~mask
-            excess[r["pathology"] == "MALIGNANT"].append(
-                img[mask].mean() - img[ring].mean()
-            )
-    assert excess[True] and excess[False]
-    assert np.mean(excess[True]) > np.mean(excess[False])
+    assert min(ratio[True]) > 1.0 > max(ratio[False])  # taller than wide vs wider than tall
+    for malignant in (True, False):  # shadowing and enhancement in both classes: a nuisance
+        assert min(posterior[malignant]) < 0 < max(posterior[malignant])
 
 
 # --------------------------------------------------------------------------- round trip

@@ -21,8 +21,9 @@ DATASETS = ("ddsm", "inbreast", "mias", "ultrasound")
 class SynthConfig:
     """What to generate.
 
-    ``scale``: ``tiny`` (tests, seconds), ``small`` (demo study, ~12% of the real counts),
-    ``paper`` (the real counts). ``seed`` fixes every byte written. ``ultrasound_layout``
+    ``scale``: ``tiny`` (tests, seconds), ``small`` (demo study: the targets at their real
+    counts -- INbreast 410, MIAS 322, ultrasound 250 (Rodrigues) or 780 (BUSI) images --
+    and CBIS-DDSM at 25 %, all at small pixel sizes), ``paper`` (the real counts and sizes). ``seed`` fixes every byte written. ``ultrasound_layout``
     picks the Rodrigues (``rodrigues``) or BUSI (``busi``) folder layout;
     ``ddsm_layout`` the NBIA ``classic`` (paths as in the CSVs) or ``descriptive`` layout;
     ``mias_info_name`` the name of the MIAS metadata file (``Info.txt`` or ``info.txt``).

@@ -115,7 +115,7 @@ PAPER_ROWS = {
 }
 TINY_IMAGES = {"mass_train": 15, "mass_test": 5, "calc_train": 15, "calc_test": 5}
 TINY_ROWS = {"mass_train": 16, "mass_test": 6, "calc_train": 19, "calc_test": 6}
-SMALL_FRACTION = 0.12
+SMALL_FRACTION = 0.25
 MIXED = {
     "paper": {"mass_train": 4, "mass_test": 1, "calc_train": 10, "calc_test": 2},
     "small": {"mass_train": 1, "mass_test": 0, "calc_train": 2, "calc_test": 0},
@@ -129,7 +129,7 @@ P_MALIGNANT = {
     "calc_test": 0.40,
 }
 P_BWC = {MASS: 0.08, CALCIFICATION: 0.35}
-HEIGHTS = {"tiny": (160, 192), "small": (352, 416), "paper": (960, 1088)}
+HEIGHTS = {"tiny": (160, 192), "small": (160, 192), "paper": (960, 1088)}
 
 _MASS_SHAPE = {
     True: (

@@ -22,11 +22,23 @@ and UIDs in the DICOM headers are invented. Nothing here has any clinical meanin
 
 What it is for: exercising the dataset readers on the distributors' exact layouts and
 quirks (CBIS-DDSM, INbreast, mini-MIAS, Rodrigues/BUSI ultrasound), and running the
-transfer-learning study end to end without the real data. The images carry a deliberate,
-learnable malignancy signal (a positive control: malignant masses spiculated and denser,
-malignant calcifications fine and clustered, malignant ultrasound lesions irregular and
-taller than wide with shadowing) and normal images carry none. Results obtained on it say
-nothing about real mammography or ultrasound.
+transfer-learning study end to end without the real data. The images are controls with a
+known answer:
+
+* CBIS-DDSM-, INbreast- and MIAS-like mammograms share ONE learnable malignancy signal:
+  radiating linear structures around malignant findings (spiculated masses, fine linear
+  branching calcifications); benign findings are smooth masses or scattered round specks;
+  normal images carry none. DDSM pre-training must therefore help the INbreast-/MIAS-like
+  targets even without fine-tuning (positive control).
+* The ultrasound-like set carries a DIFFERENT, independently learnable signal: malignant
+  lesions are ovals taller than wide, benign ones wider than tall, margins smooth in both.
+  DDSM pre-training must not help it without fine-tuning (negative control), while
+  fine-tuning a random network on it must learn it.
+* Lesion size, contrast, integrated density, posterior shadowing, texture and noise are
+  drawn from the same distributions for both classes, so brightness does not give the
+  label away.
+
+Results obtained on it say nothing about real mammography or ultrasound.
 
 Settings: scale={scale} seed={seed} ddsm_layout={ddsm_layout} ultrasound_layout={us_layout}
 mias_info_name={mias_info}

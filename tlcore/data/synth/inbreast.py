@@ -46,10 +46,10 @@ MALIGNANT_BIRADS = ("4a", "4b", "4c", "5", "6")
 # patients with four images (both breasts) and with two (one breast). Tiny has two-image
 # patients only, so that the patient-grouped 10% fine-tuning portion of 40 images can
 # still hold both classes in training and validation.
-PATIENTS = {"paper": (90, 25), "small": (11, 3), "tiny": (0, 20)}
+PATIENTS = {"paper": (90, 25), "small": (90, 25), "tiny": (0, 20)}
 # the two detector sizes (width, height) and the divisor per scale
 SIZES = ((2560, 3328), (3328, 4084))
-DIVISOR = {"tiny": 20.8, "small": 8.667, "paper": 3.25}
+DIVISOR = {"tiny": 20.8, "small": 17.33, "paper": 3.25}
 PIXEL_MM = 0.07
 
 

@@ -19,8 +19,8 @@ from tlcore.data.synth.phantoms import CALCIFICATION, MASS, render_mammogram, to
 
 NAME = "mias"
 PAPER_COUNTS = {"N": 207, "B": 63, "M": 52}
-TOTAL = {"paper": 322, "small": 40, "tiny": 24}
-SIZE = {"paper": 1024, "small": 384, "tiny": 128}
+TOTAL = {"paper": 322, "small": 322, "tiny": 24}
+SIZE = {"paper": 1024, "small": 192, "tiny": 128}
 INFO_HEADER = "REFNUM BG CLASS SEVERITY X Y RADIUS "
 # paper scale: the real set's multi-line images and coordinate-less lines
 PAPER_MULTI = {

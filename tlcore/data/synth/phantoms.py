@@ -4,11 +4,24 @@ Every function draws from the numpy ``Generator`` it is given, so an image depen
 its own generator (seeded per image by the writers). Images are float32 in ``[0, 1]``,
 row-major, origin top-left; the writers convert them to the datasets' bit depths.
 
-The malignancy signal: malignant masses are irregular, spiculated and denser; benign
-masses are round or oval, smooth-edged and fainter; malignant calcifications are tight
-clusters of fine pleomorphic specks over a faint haze; benign ones are fewer, larger,
-round specks scattered over a wider area. Sizes, positions, contrasts and noise vary so
-the task is learnable but not trivial.
+The malignancy signal (shared by the CBIS-DDSM-, INbreast- and MIAS-like sets, which is
+what makes them a *positive control* for transfer from DDSM pre-training): every malignant
+finding carries radiating linear structures around it -- malignant masses are spiculated
+(8-14 long, thick spicules), malignant calcifications are fine linear branching clusters
+(specks strung along 4-7 radiating branches). Benign masses are smooth round/oval
+bodies, benign calcifications a few round specks scattered over a wider area. The lines
+are a few percent of the image height long and wide, so the signal survives resizing the
+image to 64 px.
+
+Label-independent nuisance, drawn from the same distributions for both classes so that
+only the shape tells the classes apart: every image (normal ones included) holds two or
+three dense structures -- its findings topped up with unannotated smooth nodules -- so
+that the presence of a lesion is no cue either; lesion size, position, peak contrast and the
+*integrated* added density (each lesion's added intensity is rescaled to the same
+budget, so a malignant lesion is not brighter overall than a benign one), breast
+density, texture, gamma and noise. This matters because the output of an untrained
+network correlates with global brightness and energy: with a brightness cue, a
+random-init network would score well above or below 0.5 without having learnt anything.
 """
 
 from __future__ import annotations
@@ -180,7 +193,7 @@ def render_breast(
         base
         + 0.18 * np.sqrt(thick)
         + rng.uniform(0.13, 0.2) * gland
-        + rng.uniform(0.02, 0.04) * fib * thick
+        + rng.uniform(0.008, 0.016) * fib * thick
     )
     # bright skin rim
     tissue += 0.05 * np.exp(-((((1.0 - rr) * a) / max(1.0, 0.006 * h)) ** 2))
@@ -280,8 +293,8 @@ def render_mass(
     cx, cy = center
     r = float(radius)
     if contrast is None:
-        contrast = rng.uniform(0.2, 0.34) if malignant else rng.uniform(0.06, 0.15)
-    reach = r * (3.4 if malignant else 1.6) + 2
+        contrast = rng.uniform(0.2, 0.36)  # the same for both classes: no brightness cue
+    reach = r * (4.0 if malignant else 1.6) + 2
     x0, y0, x1, y1 = _window(cx, cy, reach, h, w)
     X, Y = np.meshgrid(
         np.arange(x0, x1, dtype=np.float32) - cx,
@@ -311,12 +324,12 @@ def render_mass(
         core = np.clip(1.0 - rho / np.maximum(rbound, 1e-3), 0, 1)
         profile = body * (0.7 + 0.3 * np.sqrt(core))
         spic = np.zeros_like(X)
-        for _ in range(int(rng.integers(10, 21))):
+        for _ in range(int(rng.integers(8, 15))):
             ang = rng.uniform(0, 2 * np.pi)
             start = float(rb(np.array([ang]))[0]) * 0.8
-            length = r * rng.uniform(1.0, 2.4)
-            width = max(0.5, r * rng.uniform(0.05, 0.1))
-            amp = rng.uniform(0.5, 0.9)
+            length = r * rng.uniform(2.0, 3.2)
+            width = max(0.8, r * rng.uniform(0.16, 0.24))
+            amp = rng.uniform(0.7, 1.0)
             ux, uy = np.cos(ang), np.sin(ang)
             px, py = X - ux * start, Y - uy * start
             t = np.clip((px * ux + py * uy) / length, 0.0, 1.0)
@@ -350,6 +363,7 @@ def render_mass(
     lesion = lesion * (
         1.0 + 0.12 * rng.standard_normal(lesion.shape).astype(np.float32) * 0.5
     )
+    lesion = _same_budget(lesion, r, 3.0)
     add = contrast * lesion
     if limit is not None:
         add = add * limit[y0:y1, x0:x1]
@@ -361,6 +375,23 @@ def render_mass(
             True
         )
     return Lesion(MASS, malignant, (float(cx), float(cy)), r, mask, outline)
+
+
+BUDGET = 1.4  # integrated added density of a lesion of radius r, in units of pi r^2 x contrast
+
+
+def _same_budget(lesion: np.ndarray, r: float, peak: float) -> np.ndarray:
+    """Rescale ``lesion`` so its integrated density is that of a disk of radius ``r``.
+
+    Both classes of one size then add the same total intensity (no brightness cue);
+    ``peak`` (at most 1) caps the brightest pixel relative to that disk's level.
+    """
+    total = float(lesion.sum())
+    if total <= 0:
+        return lesion
+    scaled = lesion * (BUDGET * np.pi * r * r / total)
+    top = float(scaled.max())
+    return scaled * (peak / top) if top > peak else scaled
 
 
 def _add_gaussian(
@@ -389,46 +420,63 @@ def render_calcifications(
     radius: float,
     malignant: bool,
     speck: float,
+    contrast: float | None = None,
 ) -> Lesion:
     """Add a calcification finding to ``img`` in place and return its annotation.
 
-    Malignant: 10-30 fine pleomorphic (elongated, varied) specks in a tight cluster of
-    ``radius`` plus a faint haze. Benign: 3-8 larger round specks (some with a lucent
-    centre) scattered over about twice the radius. ``speck`` is the base speck size (px).
+    Malignant: fine linear branching -- elongated specks strung along 3-6 branches that
+    radiate from the centre over up to twice ``radius``, over a faint haze. Benign: 4-9
+    larger round specks (some with a lucent centre) scattered over about twice the radius.
+    ``speck`` is the base speck size (px). Both classes add the same integrated density
+    for the same ``radius`` (``contrast``, drawn from one range for both, sets its level).
     """
     h, w = img.shape
     cx, cy = center
+    if contrast is None:
+        contrast = rng.uniform(0.2, 0.36)
     pts: list[tuple[float, float]] = []
-    extents: list[float] = []
+    extents: list[float] = [radius]
+    reach0 = 3.2 * radius + 6 * speck + 2
+    x0, y0, x1, y1 = _window(cx, cy, reach0, h, w)
+    buf = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+
+    def add(x: float, y: float, sa: float, sb: float, ang: float, amp: float) -> None:
+        _add_gaussian(buf, x - x0, y - y0, sa, sb, ang, amp)
+
     if malignant:
-        n = int(rng.integers(15, 41))
-        _add_gaussian(
-            img, cx, cy, radius * 0.8, radius * 0.8, 0.0, rng.uniform(0.06, 0.12)
-        )
-        for _ in range(n):
-            off = rng.normal(0.0, radius * 0.45, 2).clip(-radius, radius)
-            sa = speck * rng.uniform(0.7, 1.8)
-            sb = speck * rng.uniform(0.4, 0.9)
-            x, y = cx + off[0], cy + off[1]
-            _add_gaussian(
-                img, x, y, sa, sb, rng.uniform(0, np.pi), rng.uniform(0.25, 0.55)
-            )
-            pts.append((float(x), float(y)))
-            extents.append(float(np.hypot(*off) + 2 * sa))
+        add(cx, cy, radius * 0.7, radius * 0.7, 0.0, 0.15)
+        n_branch = int(rng.integers(4, 8))
+        base = rng.uniform(0, 2 * np.pi)
+        for k in range(n_branch):
+            ang = base + 2 * np.pi * k / n_branch + rng.uniform(-0.3, 0.3)
+            length = radius * rng.uniform(1.8, 3.0)
+            step = max(1.2 * speck, length / 14)
+            t = rng.uniform(0.0, 0.5) * step
+            while t < length:
+                wob = rng.normal(0.0, 0.25 * speck)
+                x = cx + t * np.cos(ang) - wob * np.sin(ang)
+                y = cy + t * np.sin(ang) + wob * np.cos(ang)
+                add(x, y, speck * rng.uniform(1.6, 2.4), speck * rng.uniform(0.8, 1.1),
+                    ang, rng.uniform(0.6, 1.0))
+                pts.append((float(x), float(y)))
+                extents.append(float(t + 2 * speck))
+                t += step * rng.uniform(0.8, 1.2)
     else:
-        n = int(rng.integers(2, 7))
-        spread = radius * 2.2
+        n = int(rng.integers(4, 10))
+        spread = radius * 2.0
         for _ in range(n):
             rad = spread * np.sqrt(rng.uniform(0.05, 1.0))
             ang = rng.uniform(0, 2 * np.pi)
             x, y = cx + rad * np.cos(ang), cy + rad * np.sin(ang)
-            sg = speck * rng.uniform(1.8, 3.2)
-            amp = rng.uniform(0.15, 0.35)
-            _add_gaussian(img, x, y, sg, sg, 0.0, amp)
+            sg = speck * rng.uniform(2.0, 3.4)
+            amp = rng.uniform(0.6, 1.0)
+            add(x, y, sg, sg, 0.0, amp)
             if rng.random() < 0.3:
-                _add_gaussian(img, x, y, sg * 0.45, sg * 0.45, 0.0, -0.5 * amp)
+                add(x, y, sg * 0.45, sg * 0.45, 0.0, -0.5 * amp)
             pts.append((float(x), float(y)))
             extents.append(float(rad + 2 * sg))
+    buf = _same_budget(np.clip(buf, 0.0, None), radius, 6.0)
+    img[y0:y1, x0:x1] += (contrast * buf).astype(np.float32)
     reach = max(extents) + 1.0
     yy, xx = np.ogrid[0:h, 0:w]
     mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= reach * reach
@@ -499,17 +547,15 @@ def render_mammogram(
     out: list[Lesion] = []
     taken: list[tuple[float, float, float]] = []
     limit = geom.mask.astype(np.float32)
-    speck = max(0.55, 0.0025 * height)
+    speck = max(1.0, 0.004 * height)
     for kind, malignant in lesions:
         if kind == MASS:
-            r = height * rng.uniform(0.055, 0.11)
+            r = height * rng.uniform(0.08, 0.12)
             x, y = _place(rng, geom, r, taken, height, width)
             les = render_mass(img, rng, (x, y), r, malignant, limit=limit)
         elif kind == CALCIFICATION:
-            r = height * rng.uniform(0.025, 0.05)
-            x, y = _place(
-                rng, geom, r * (1.0 if malignant else 2.2), taken, height, width
-            )
+            r = height * rng.uniform(0.07, 0.1)
+            x, y = _place(rng, geom, r * 2.0, taken, height, width)
             les = render_calcifications(img, rng, (x, y), r, malignant, speck)
         else:
             raise ValueError(
@@ -517,6 +563,14 @@ def render_mammogram(
             )
         taken.append((les.center[0], les.center[1], les.radius))
         out.append(les)
+    # unannotated smooth nodules (lymph-node / cyst-like) so that every image, normal ones
+    # included, holds about as many dense structures: lesion presence is not a cue
+    n_structures = int(rng.integers(2, 4))
+    for _ in range(max(0, n_structures - len(out))):
+        r = height * rng.uniform(0.06, 0.11)
+        x, y = _place(rng, geom, r, taken, height, width)
+        render_mass(img, rng, (x, y), r, False, limit=limit)
+        taken.append((x, y, r))
     if label_box:
         add_label_box(img, rng, side)
     gamma = rng.uniform(0.85, 1.15)

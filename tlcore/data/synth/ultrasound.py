@@ -1,9 +1,19 @@
 """Breast-ultrasound look-alike: Rodrigues (8-bit palette BMP) or BUSI (RGB PNG + masks).
 
 Images are speckle fields (Rayleigh-distributed multiplicative speckle over layered tissue
-echo, depth attenuation, log-like compression) with a dark hypoechoic lesion. Malignant
-lesions are irregular with angular margins, taller than wide, with posterior acoustic
-shadowing; benign ones are oval, wider than tall, smooth, with posterior enhancement.
+echo, depth attenuation, log-like compression) with a dark hypoechoic lesion.
+
+The malignancy signal is *orientation*, and only orientation: a malignant lesion is a
+smooth oval that is taller than wide (its long axis within 15 degrees of vertical, "not
+parallel to the skin"), a benign one is the same kind of oval wider than tall. That makes
+this set the *negative control* of the transfer study: its signal is independently
+learnable (a network trained on these images learns it), but it has nothing in common
+with the mammogram-like sets' signal (radiating lines, see ``phantoms``), so a network
+pre-trained on the CBIS-DDSM look-alike must not score it better than an untrained one.
+Everything else -- margins (smooth for both), lesion size, aspect ratio, echo level and
+texture, posterior shadowing or enhancement (drawn independently of the label), gain,
+noise -- has the same distribution in both classes, so neither brightness nor texture nor
+a spiculation-like margin gives the label away.
 """
 
 from __future__ import annotations
@@ -21,16 +31,16 @@ from tlcore.data.synth.phantoms import box_blur, sigmoid, smooth_noise
 NAME = "ultrasound"
 RODRIGUES = {
     "paper": (100, 150),
-    "small": (12, 18),
+    "small": (100, 150),
     "tiny": (10, 14),
 }  # benign, malignant
 BUSI = {
     "paper": (437, 210, 133),
-    "small": (52, 25, 16),
+    "small": (437, 210, 133),
     "tiny": (13, 6, 5),
 }  # benign, malignant, normal
 BUSI_SECOND_MASKS = {"paper": 16, "small": 2, "tiny": 1}
-BUSI_WIDTH = {"paper": (450, 560), "small": (200, 250), "tiny": (96, 128)}
+BUSI_WIDTH = {"paper": (450, 560), "small": (112, 144), "tiny": (96, 128)}
 
 
 @dataclass
@@ -52,21 +62,10 @@ def _lesion_field(
 ) -> np.ndarray:
     """Soft inside-ness (0..1) of a lesion centred at (cx, cy)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if malignant:
-        b = size  # vertical semi-axis
-        a = size * rng.uniform(0.6, 0.9)  # narrower: taller than wide
-        n_vert = int(rng.integers(7, 13))
-        angles = np.sort(rng.uniform(0, 2 * np.pi, n_vert))
-        radii = rng.uniform(0.7, 1.25, n_vert)
-        theta = np.arctan2((yy - cy) / b, (xx - cx) / a) % (2 * np.pi)
-        ang_ext = np.concatenate([angles - 2 * np.pi, angles, angles + 2 * np.pi])
-        rad_ext = np.concatenate([radii, radii, radii])
-        rb = np.interp(theta, ang_ext, rad_ext)  # piecewise linear: angular margins
-        rho = np.sqrt(((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2)
-        return sigmoid((rb - rho) / 0.03)
-    a = size  # horizontal semi-axis
-    b = size * rng.uniform(0.45, 0.75)  # wider than tall
-    rot = rng.uniform(-0.25, 0.25)
+    a = size  # semi-axis along the long axis
+    b = size * rng.uniform(0.45, 0.68)  # short semi-axis
+    tilt = rng.uniform(-0.26, 0.26)
+    rot = tilt + (np.pi / 2 if malignant else 0.0)  # malignant: long axis vertical
     c, s = np.cos(rot), np.sin(rot)
     u = (xx - cx) * c + (yy - cy) * s
     v = -(xx - cx) * s + (yy - cy) * c
@@ -110,22 +109,16 @@ def render_ultrasound(
             cx = w * rng.choice([rng.uniform(0.12, 0.25), rng.uniform(0.75, 0.88)])
             cy = h * rng.uniform(0.3, 0.45)
         inside = _lesion_field(rng, h, w, malignant, size, cx, cy)
-        # posterior acoustic feature below the lesion
+        # posterior acoustic feature below the lesion: shadowing or enhancement, drawn
+        # independently of the label (a nuisance, not a signal)
         below = np.maximum.accumulate(inside, axis=0) * (1.0 - inside)
         fade = np.exp(-np.clip(yy - cy, 0, None) / (0.45 * h))
-        if malignant:
-            echo *= 1.0 - rng.uniform(0.5, 0.8) * below * fade
-            level = rng.uniform(0.05, 0.2)
-            texture = 1.0 + 0.3 * smooth_noise(rng, h, w, max(1.5, size / 3))
-            if rng.random() < 0.5:  # echogenic halo
-                halo = sigmoid((inside - 0.15) / 0.05) * (
-                    1.0 - sigmoid((inside - 0.6) / 0.05)
-                )
-                echo *= 1.0 + 0.35 * halo
+        if rng.random() < 0.5:
+            echo *= 1.0 - rng.uniform(0.3, 0.7) * below * fade
         else:
-            echo *= 1.0 + rng.uniform(0.5, 1.0) * below * fade
-            level = rng.uniform(0.12, 0.3)
-            texture = 1.0 + 0.1 * smooth_noise(rng, h, w, max(1.5, size / 2))
+            echo *= 1.0 + rng.uniform(0.3, 0.8) * below * fade
+        level = rng.uniform(0.06, 0.28)
+        texture = 1.0 + rng.uniform(0.1, 0.3) * smooth_noise(rng, h, w, max(1.5, size / 3))
         echo = (
             echo * (1.0 - inside) + echo * level * np.clip(texture, 0.2, None) * inside
         )
