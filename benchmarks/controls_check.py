@@ -22,7 +22,6 @@ Run: ``python benchmarks/controls_check.py [--models resnet50] [--targets mias] 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
