@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--runs", default="1,2,2", help="comma-separated --jobs of each study (default 1,2,2)")
+    parser.add_argument("--models", default="", help="the study's --models (default: the profile's)")
     args = parser.parse_args(argv)
     jobs = [int(j) for j in args.runs.split(",")]
     results = []
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             experiment = f"repro-{i}"
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "pipelines.cli", "study", "--profile", args.profile, "--jobs", str(j),
-                            "--experiment", experiment, "--tracking-uri", uri, "--out", str(Path(tmp) / f"r{i}")],
+                            "--experiment", experiment, "--tracking-uri", uri, "--out", str(Path(tmp) / f"r{i}"),
+                            *(["--models", args.models] if args.models else [])],
                            check=True)
             print(f"study {i}: --jobs {j}, {time.perf_counter() - t0:.0f} s", flush=True)
             results.append(_values(uri, experiment))

@@ -80,9 +80,9 @@ def stage_times(experiment: str, tracking_uri: str | None) -> tuple[pd.DataFrame
 
 
 def checks(controls: pd.DataFrame, pretraining: pd.DataFrame, delong: pd.DataFrame,
-           targets: ControlTargets) -> list[tuple[str, bool, str]]:
-    """Each target of the demo against the generator's declared controls: (what, met, measured)."""
-    out: list[tuple[str, bool, str]] = []
+           targets: ControlTargets) -> list[tuple[str, bool | None, str]]:
+    """Each target of the demo against the generator's declared controls: (what, met or None, measured)."""
+    out: list[tuple[str, bool | None, str]] = []
     auc = pretraining.groupby("model")["test_auc"].min()
     out.append((f"every model's DDSM test AUC >= {targets.min_ddsm_test_auc}",
                 bool(len(auc) and (auc >= targets.min_ddsm_test_auc).all()),
@@ -97,9 +97,14 @@ def checks(controls: pd.DataFrame, pretraining: pd.DataFrame, delong: pd.DataFra
                     bool(gap >= targets.min_positive_no_ft_gap), f"{_f(gap, True)} (Holm p {_p(by.at[d, 'no_ft_p_holm'])})"))
         per_model = no_ft[no_ft["dataset"] == d]
         n_ok = int((per_model["diff"] >= targets.min_positive_model_gap).sum())
-        out.append((f"{d}: per-model No-FT gap >= {targets.min_positive_model_gap} for >= {targets.min_positive_models}"
-                    f" models", n_ok >= targets.min_positive_models,
-                    ", ".join(f"{r.model} {_f(r.diff, True)}" for r in per_model.itertuples(index=False))))
+        measured = ", ".join(f"{r.model} {_f(r.diff, True)}" for r in per_model.itertuples(index=False))
+        if len(per_model) < targets.min_positive_models:
+            out.append((f"{d}: per-model No-FT gap >= {targets.min_positive_model_gap} for >= "
+                        f"{targets.min_positive_models} models", None,
+                        f"not measurable: the study ran {len(per_model)} model(s) ({measured})"))
+        else:
+            out.append((f"{d}: per-model No-FT gap >= {targets.min_positive_model_gap} for >= "
+                        f"{targets.min_positive_models} models", n_ok >= targets.min_positive_models, measured))
         out.append((f"{d}: FT 0.2 gap smaller than the No-FT gap", bool(by.at[d, "ft_0.2_gap"] < gap),
                     f"{_f(by.at[d, 'ft_0.2_gap'], True)} vs {_f(gap, True)}"))
     for d in negative:
@@ -141,7 +146,8 @@ def render(report_dir: Path, experiment: str, tracking_uri: str | None, demo_wal
         f"{r.model} {_f(r.test_auc)} [{_f(r.ci_low)}, {_f(r.ci_high)}]" for r in pretraining.itertuples(index=False))]
     lines += ["", "Against the controls the look-alike generator built (tlcore.data.synth.controls):"]
     for what, ok, measured in checks(controls, pretraining, delong, ControlTargets()):
-        lines.append(f"- [{'met' if ok else 'NOT MET'}] {what}: {measured}")
+        verdict = "n/a" if ok is None else ("met" if ok else "NOT MET")
+        lines.append(f"- [{verdict}] {what}: {measured}")
     times, total = stage_times(experiment, tracking_uri)
     lines += ["", "Wall time by stage (child runs; sum of run durations / first start to last end):"]
     for r in times.itertuples(index=False):
