@@ -238,3 +238,39 @@ def test_evaluate_scores_bundle():
     assert (res.ci_low, res.ci_high) == bootstrap_auc_ci(y, s, seed=3)
     assert len(table) == 90 and table["image_id"].iloc[0] == "img-0"
     assert set(res.to_dict()) == {"auc", "ci_low", "ci_high", "n", "n_pos", "n_neg"}
+
+
+def test_delong_contrast_generalises_the_paired_test():
+    from tlcore.metrics import delong_contrast
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(60), np.ones(40)]
+    a, b, c = y + rng.normal(0, 1, 100), 0.5 * y + rng.normal(0, 1, 100), rng.normal(0, 1, 100)
+    pair = delong_test(y, a, b)
+    same = delong_contrast(y, np.vstack([a, b]), (1.0, -1.0))
+    assert (same.diff, same.se, same.p_value) == pytest.approx((pair.diff, pair.se, pair.p_value), rel=1e-12)
+    # The mean gap of two pairs sharing the test cases is the mean of the gaps; its SE counts their correlation,
+    # so it is not the independent-pairs value.
+    mean = delong_contrast(y, np.vstack([a, c, b, c]), (0.5, -0.5, 0.5, -0.5))
+    d1, d2 = delong_test(y, a, c), delong_test(y, b, c)
+    assert mean.diff == pytest.approx((d1.diff + d2.diff) / 2, abs=1e-12)
+    assert mean.se != pytest.approx(math.sqrt(d1.se**2 + d2.se**2) / 2, rel=1e-3)
+    assert delong_contrast(y, np.vstack([a, a]), (1.0, -1.0)).z == 0.0
+    with pytest.raises(ValueError, match="weights"):
+        delong_contrast(y, np.vstack([a, b]), (1.0,))
+
+
+def test_combine_differences_inverse_variance():
+    from tlcore.metrics import combine_differences
+
+    one = combine_differences([0.2], [0.05])
+    assert (one.diff, one.se, one.n) == (pytest.approx(0.2), pytest.approx(0.05), 1)
+    two = combine_differences([0.2, 0.1], [0.05, 0.05])
+    assert two.diff == pytest.approx(0.15) and two.se == pytest.approx(0.05 / math.sqrt(2))
+    assert two.ci_low == pytest.approx(0.15 - 1.959964 * two.se, rel=1e-5) and 0 < two.p_value < 1e-3
+    weighted = combine_differences([0.3, 0.0], [0.01, 0.1])
+    assert weighted.diff == pytest.approx(0.3 * 100 / (100 + 1))  # the precise seed dominates
+    flat = combine_differences([0.1, 0.1], [0.0, 0.02])  # a zero SE: plain mean, summed variance
+    assert flat.diff == pytest.approx(0.1) and flat.se == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        combine_differences([], [])

@@ -202,6 +202,15 @@ def _delong_covariance(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
 _Z95 = NormalDist().inv_cdf(0.975)
 
 
+def _z_score(estimate: float, se: float) -> float:
+    """``estimate / se``; with ``se == 0``: 0 for no difference (identical rankings), else +-inf."""
+    if se > 0.0:
+        return estimate / se
+    if abs(estimate) < 1e-15:
+        return 0.0
+    return math.copysign(math.inf, estimate)
+
+
 def _two_sided_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
@@ -220,12 +229,7 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     se = math.sqrt(max(var, 0.0))
-    if se > 0.0:
-        z = diff / se
-    elif abs(diff) < 1e-15:
-        z = 0.0  # both classifiers rank every pair identically
-    else:
-        z = math.copysign(math.inf, diff)
+    z = _z_score(diff, se)
     return DelongResult(
         auc_a=float(aucs[0]), auc_b=float(aucs[1]), diff=diff, se=se, z=z, p_value=_two_sided_p(z)
     )
@@ -252,12 +256,7 @@ def delong_contrast(labels: ArrayLike, scores: ArrayLike, weights: Sequence[floa
     aucs, cov = _delong_covariance(y, matrix)
     estimate = float(w @ aucs)
     se = math.sqrt(max(float(w @ cov @ w), 0.0))
-    if se > 0.0:
-        z = estimate / se
-    elif abs(estimate) < 1e-15:
-        z = 0.0
-    else:
-        z = math.copysign(math.inf, estimate)
+    z = _z_score(estimate, se)
     pos, neg = w > 0, w < 0
     auc_a = float(np.average(aucs[pos], weights=w[pos])) if pos.any() else math.nan
     auc_b = float(np.average(aucs[neg], weights=-w[neg])) if neg.any() else math.nan
@@ -304,10 +303,7 @@ def combine_differences(diffs: Sequence[float], ses: Sequence[float]) -> Combine
     else:
         diff = float(d.mean())
         se = float(math.sqrt(v.sum()) / d.size)
-    if se > 0:
-        z = diff / se
-    else:
-        z = 0.0 if abs(diff) < 1e-15 else math.copysign(math.inf, diff)
+    z = _z_score(diff, se)
     half = _Z95 * se
     return CombinedDifference(diff=diff, se=se, z=z, p_value=_two_sided_p(z), ci_low=diff - half,
                               ci_high=diff + half, n=int(d.size))
