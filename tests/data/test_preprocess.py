@@ -108,12 +108,19 @@ def test_realistic_phantom_label_box_removed():
     ph = render_mammogram(rng, 320, 240, "L", "CC", density=2, label_box=True)
     cfg = PreprocessConfig(image_size=(128, 128))
     out = preprocess_image(ph.image, cfg, side="L")
-    # Label sits in the corner opposite the chest wall: the right side of the image.
-    x_label = np.flatnonzero((ph.image > 0.85).any(axis=0))
+    # Label sits in a top or bottom corner opposite the chest wall: the right side of the image
+    # (only the bands at the top and bottom edge are searched: dense tissue can be as bright).
+    band = int(ph.image.shape[0] * 0.12)
+    edges = np.concatenate([ph.image[:band], ph.image[-band:]])
+    x_label = np.flatnonzero((edges > 0.85).mean(axis=0) > 0.04)
     assert x_label.size and x_label.min() > 120  # sanity of the phantom itself
-    # After the crop the breast touches the left edge and the label is gone:
+    # After the crop the breast touches the left edge and the label is gone: no more saturated pixels than
+    # the same phantom drawn without a label (dense tissue saturates too), and none where the label sat.
+    plain = render_mammogram(np.random.default_rng(3), 320, 240, "L", "CC", density=2, label_box=False)
+    baseline = (preprocess_image(plain.image, cfg, side="L") > 240).mean()
     assert out[:, :4].mean() > 40
-    assert (out > 240).mean() < 0.02
+    assert (out > 240).mean() <= baseline + 0.005
+    assert out[:16, 64:].max() < 240
 
 
 @pytest.mark.parametrize("flip_to", ["left", "right"])
