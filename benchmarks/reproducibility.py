@@ -37,7 +37,7 @@ def _values(uri: str, experiment: str) -> pd.Series:
     runs = mlflow.search_runs(experiment_names=[experiment], max_results=50_000)
     runs = runs[runs["status"] == "FINISHED"]
     cols = [c for c in runs.columns if c == "metrics.test_auc" or c.startswith("metrics.cca_")]
-    tidy = runs.set_index("tags.mlflow.runName")[cols].stack()
+    tidy = runs.set_index("tags.mlflow.runName")[cols].stack().dropna()
     return tidy.sort_index()
 
 

@@ -54,6 +54,10 @@ def main(experiment: str, out_dir: str, figures: bool, predictions: bool, log_ru
     except ReportError as exc:
         raise click.ClickException(str(exc)) from exc
     run_id = log_report(result) if log_run else None
+    if run_id:  # under `mlflow run . -e report`: the launcher's run points to the report run (tagged, deleted)
+        from tracking.launcher import end_launcher_run_as_pointer
+
+        end_launcher_run_as_pointer(get_client(uri), run_id)
     click.echo(f"report of experiment {experiment!r}: {result.n_finetune_runs} fine-tune runs, "
                f"{result.n_cca_runs} CCA runs")
     for finding in result.findings:

@@ -1213,6 +1213,10 @@ def run_study(options: StudyOptions, echo: Callable[[str], None] | None = None) 
     from tracking.store import get_client
 
     say = echo or (lambda _msg: None)
+    # Under `mlflow run . -e study` the launcher opened a run for this process. The study keeps its
+    # parent run in its own experiment (with its children), and its report logs a run of its own, so
+    # neither may take the launcher's run over: it ends as a pointer to the study run (tagged, deleted).
+    launcher_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     if not options.dry_run:
         start_forkserver()  # its preload (torch, mlflow, ...) overlaps with planning
     profile, plan, data_root, experiment, uri = prepare_plan(options, say)
@@ -1238,6 +1242,16 @@ def run_study(options: StudyOptions, echo: Callable[[str], None] | None = None) 
     with RunLogger(run_name(STAGE_STUDY), study_hash, stage=STAGE_STUDY, experiment=experiment,
                    tracking_uri=uri, settings=settings) as parent:
         result.parent_run_id = parent.run_id
+        if launcher_run_id:
+            from tracking.launcher import end_launcher_run_as_pointer
+
+            os.environ["MLFLOW_RUN_ID"] = launcher_run_id
+            try:
+                if end_launcher_run_as_pointer(get_client(uri), parent.run_id):
+                    say(f"the run that mlflow run opened ({launcher_run_id}) points to the study run and is deleted "
+                        "when it ends")
+            finally:
+                os.environ.pop("MLFLOW_RUN_ID", None)
         say(f"study run {parent.run_id} in experiment {experiment!r} ({_safe_uri(uri)}); "
             f"{len(todo)} to run, {sum(p.status == DONE for p in plan)} already done, "
             f"{sum(p.status == NA for p in plan)} NA; child logs in {work_dir / 'logs'}")

@@ -167,3 +167,25 @@ def test_dead_server_is_one_line_in_seconds(project, tiny_data, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "cannot reach the tracking server" in lines[0] and "nothing was run" in lines[0]
+
+
+def test_study_then_report_on_defaults(server, project, tiny_data, tmp_path):
+    """`mlflow run . -e study` then `mlflow run . -e report`, as MLproject's header prints them: the study
+    keeps its parent run (and the report its run) in the study's experiment; the launchers' runs end as
+    pointers, so no empty run is left behind."""
+    client = MlflowClient(server.url)
+    env = user_env(server.url, tiny_data, tmp_path / "cache")
+    check(run_literal(literal("-e study"), project, env))
+    report = run_literal(literal("-e report"), project, env)
+    check(report)
+    assert "reporting experiment 'tlstudy-quick' (most recent study" in report.stdout
+    exp = client.get_experiment_by_name("tlstudy-quick")
+    stages = [r.data.tags.get(Tag.STAGE) for r in runs(client, exp.experiment_id)]
+    assert stages.count("study") == 1 and stages.count("report") == 1
+    assert stages.count("finetune") >= 48 and stages.count("cca") == 3
+    launched = [r for r in runs(client, "0", ViewType.ALL) if Tag.DUPLICATE_OF in r.data.tags]
+    study_run = next(r for r in runs(client, exp.experiment_id) if r.data.tags.get(Tag.STAGE) == "study")
+    assert study_run.info.run_id in {r.data.tags[Tag.DUPLICATE_OF] for r in launched}
+    for pointer in launched:
+        assert wait_deleted(client, pointer.info.run_id) == "deleted"
+    assert [r for r in runs(client, "0") if Tag.STAGE not in r.data.tags] == []
