@@ -102,16 +102,24 @@ class StudyDesign:
         """(model, init) rows of a performance table in the paper's order, whole-NA rows left out."""
         return [(m, i) for m in (models or self.models) for i in self.inits if not self.row_not_applicable(m, i)]
 
-    def table_cells(self, dataset: str, models: tuple[str, ...] | None = None) -> Iterator[Cell]:
-        """Every cell of ``dataset``'s performance table (transfer ``all``), NA ones included."""
-        for model, init in self.table_rows(models):
-            for ft in self.ft_fractions:
-                yield Cell(dataset, model, init, "all", ft)
+    def table_cells(self, dataset: str, models: tuple[str, ...] | None = None, *,
+                    with_na_rows: bool = False) -> Iterator[Cell]:
+        """Every cell of ``dataset``'s performance table (transfer ``all``), NA ones included.
 
-    def hybrid_cells(self, dataset: str) -> Iterator[Cell]:
+        ``with_na_rows`` adds the cells of whole rows that cannot exist (e.g. a model without
+        ImageNet weights from ImageNet), so a plan can list them as NA with the reason.
+        """
+        for model in models or self.models:
+            for init in self.inits:
+                if not with_na_rows and self.row_not_applicable(model, init):
+                    continue
+                for ft in self.ft_fractions:
+                    yield Cell(dataset, model, init, "all", ft)
+
+    def hybrid_cells(self, dataset: str, *, with_na_rows: bool = False) -> Iterator[Cell]:
         """The hybrid-transfer cells of ``dataset`` (every init of :attr:`hybrid_model`)."""
         for init in self.inits:
-            if self.row_not_applicable(self.hybrid_model, init):
+            if not with_na_rows and self.row_not_applicable(self.hybrid_model, init):
                 continue
             for ft in self.hybrid_fractions:
                 yield Cell(dataset, self.hybrid_model, init, "hybrid", ft)

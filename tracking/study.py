@@ -431,13 +431,13 @@ def plan_study(
         with_seed = tuple(m for m in models if seed in seed_lists[m])
         keys: dict[Cell, str] = {}
         for dataset in datasets:
-            for cell in DESIGN.table_cells(dataset, with_seed):
+            for cell in DESIGN.table_cells(dataset, with_seed, with_na_rows=True):
                 item = finetune(cell, seed)
                 keys[cell] = item.key
                 plan.append(item)
         if DESIGN.hybrid_model in with_seed and (profile.hybrid_seeds is None or seed in profile.hybrid_seeds):
             for dataset in datasets:
-                plan.extend(finetune(cell, seed) for cell in DESIGN.hybrid_cells(dataset))
+                plan.extend(finetune(cell, seed) for cell in DESIGN.hybrid_cells(dataset, with_na_rows=True))
         if DESIGN.cca_model in with_seed:
             for dataset in datasets:
                 source = keys[DESIGN.cca_source(dataset)]

@@ -40,7 +40,10 @@ import click
 
 
 def make(stage):
-    @click.command()
+    # The settings the fake does not read (optimizer, weight decay, measures...) arrive as their
+    # defaults and are taken as extra arguments.
+    @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
     @click.option("--dataset", default="ddsm")
     @click.option("--model", default="resnet50")
     @click.option("--init", default="random")
@@ -57,7 +60,7 @@ def make(stage):
     @click.option("--parent-run-id", default=None)
     @click.option("--log-model/--no-log-model", default=True)
     @click.option("--progress/--no-progress", default=True)
-    def main(dataset, model, init, ft_fraction, transfer, seed, image_size, epochs, lr, batch_size, data_root,
+    def main(extra, dataset, model, init, ft_fraction, transfer, seed, image_size, epochs, lr, batch_size, data_root,
              ddsm_model_uri, experiment, parent_run_id, log_model, progress):
         from mlflow import MlflowClient
 
@@ -446,13 +449,13 @@ def test_child_main_reports_click_exit_codes_and_captures_output(env, fake_child
     ctx = st.forkserver_context()
     modules, path = fake_children
     log = tmp_path / "child.log"
-    spec = st.ChildSpec(module=modules[STAGE_PRETRAIN], argv=("--no-such-option",), log_path=str(log),
+    spec = st.ChildSpec(module=modules[STAGE_PRETRAIN], argv=("--seed", "not-a-number"), log_path=str(log),
                         env=tuple(os.environ.items()), cwd=str(tmp_path), sys_path=path)
     proc = ctx.Process(target=st.child_main, args=(spec,))
     proc.start()
     proc.join(120)
     assert proc.exitcode == 2  # click usage error
-    assert "No such option '--no-such-option'" in log.read_text()
+    assert "Invalid value for '--seed'" in log.read_text()
     spec = st.ChildSpec(module="no_such_module_here", argv=(), log_path=str(log), env=tuple(os.environ.items()),
                         cwd=str(tmp_path))
     proc = ctx.Process(target=st.child_main, args=(spec,))
