@@ -124,10 +124,10 @@ def test_finetune_with_mlflow_spellings_then_rerun(server, project, tiny_data, t
     again = run_literal(command, project, env)
     check(again)
     assert "already finished" in again.stdout
-    assert [r.info.run_id for r in runs(client, "0")] == [run.info.run_id]  # no new run
     pointers = [r for r in runs(client, "0", ViewType.ALL) if r.info.run_id != run.info.run_id]
     assert len(pointers) == 1 and pointers[0].data.tags[Tag.DUPLICATE_OF] == run.info.run_id
-    assert wait_deleted(client, pointers[0].info.run_id) == "deleted"
+    assert wait_deleted(client, pointers[0].info.run_id) == "deleted"  # deleted once mlflow run has ended it
+    assert [r.info.run_id for r in runs(client, "0")] == [run.info.run_id]  # no new run
 
 
 def test_experiment_name_twice_leaves_one_finished_run(server, project, tiny_data, tmp_path):
@@ -140,6 +140,9 @@ def test_experiment_name_twice_leaves_one_finished_run(server, project, tiny_dat
     check(second)
     assert "already finished" in second.stdout
     experiment = client.get_experiment_by_name(name)
+    for pointer in runs(client, experiment.experiment_id, ViewType.ALL):
+        if Tag.DUPLICATE_OF in pointer.data.tags:  # the second launcher's run, deleted once mlflow run ended it
+            assert wait_deleted(client, pointer.info.run_id) == "deleted"
     finished = runs(client, experiment.experiment_id)
     assert len(finished) == 1 and finished[0].info.status == "FINISHED"
     assert finished[0].data.params["ft_fraction"] == "0.1" and finished[0].data.params["data_root"] == "''"

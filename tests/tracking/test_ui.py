@@ -86,6 +86,10 @@ def test_experiment_and_registered_model_carry_kind_and_description(ui_store, ml
     mlflow.set_tracking_uri(mlflow_server.url)
     with mlflow.start_run(experiment_id=exp_id, run_name="pretrain·uitest·s0") as run:
         mlflow.pytorch.log_model(tiny_model, name="model", input_example=torch.randn(2, 4).numpy())
+        # registration records the sha256 of the tensors-only weights, as pre-training logs them
+        weights = tmp_path / "state_dict.pt"
+        torch.save(tiny_model.state_dict(), weights)
+        mlflow.log_artifact(str(weights), artifact_path="weights")
     register_checkpoint(run.info.run_id, "model", "ddsm-uitest", tracking_uri=mlflow_server.url)
     registered = client.get_registered_model("ddsm-uitest")
     assert registered.description == registered_model_description("uitest")
